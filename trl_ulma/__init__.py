@@ -1,0 +1,23 @@
+"""trl-ulma: point-wise DPO and ULMA (arXiv 2312.02554) as drop-in TRL trainers."""
+
+from .losses import LossOutput, pointwise_dpo_loss, sequence_logps, ulma_loss, unlikelihood_loss
+from .pointwise_dpo_config import PointwiseDPOConfig
+from .pointwise_dpo_trainer import DataCollatorForPointwisePreference, PointwiseDPOTrainer
+from .ulma_config import ULMAConfig
+from .ulma_trainer import ULMATrainer
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataCollatorForPointwisePreference",
+    "LossOutput",
+    "PointwiseDPOConfig",
+    "PointwiseDPOTrainer",
+    "ULMAConfig",
+    "ULMATrainer",
+    "pointwise_dpo_loss",
+    "sequence_logps",
+    "ulma_loss",
+    "unlikelihood_loss",
+]

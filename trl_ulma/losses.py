@@ -1,0 +1,214 @@
+"""The math of trl-ulma: point-wise DPO, ULMA and unlikelihood losses as pure functions of log-probs.
+
+Notation (ULMA paper, arXiv 2312.02554):
+    h = logp_policy - logp_ref            log-ratio of a completion under the policy and the frozen reference
+    u = beta * h + log_z                  implicit reward; ``log_z`` stands for beta * log Z(x) (paper: Z(x) ~ 1, so 0)
+    z                                     the example's label (0/1, soft in [0, 1]) or continuous score
+
+Point-wise DPO fits ``u`` to ``z``:
+    binary      -[z * log sigmoid(u) + (1 - z) * log sigmoid(-u)]    (logistic regression on the implicit reward)
+    continuous  (z - u)^2                                             (least squares on the implicit reward)
+
+ULMA keeps that term on negatives (z < positive_threshold) and replaces it on positives by plain SFT, i.e. the
+negative log-likelihood with no KL regulariser. On a positive, d/dtheta of the point-wise DPO term is
+beta * sigmoid(-u) times the SFT gradient; ULMA sets that weight to 1.
+
+Every function takes per-example sequence log-probs (see `sequence_logps`) and returns a `LossOutput` whose
+``rewards`` are the per-example implicit rewards beta * h, for logging.
+"""
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+ScoreType = Literal["binary", "continuous"]
+Reduction = Literal["per_group", "mean"]
+SFTLossType = Literal["nll", "beta_nll", "token_nll", "pointwise_dpo"]
+UnlikelihoodForm = Literal["sequence", "token"]
+
+SCORE_TYPES = ("binary", "continuous")
+REDUCTIONS = ("per_group", "mean")
+SFT_LOSS_TYPES = ("nll", "beta_nll", "token_nll", "pointwise_dpo")
+UNLIKELIHOOD_FORMS = ("sequence", "token")
+
+
+class LossOutput(NamedTuple):
+    """A loss, its two parts and the per-example implicit rewards.
+
+    ``sft_loss`` and ``preference_loss`` are the positive-group and negative-group contributions after reduction, so
+    ``loss == sft_loss + preference_loss``. ``rewards`` is beta * (logp_policy - logp_ref), detached, or None when the
+    loss has no reference model.
+    """
+
+    loss: torch.Tensor
+    rewards: torch.Tensor | None
+    sft_loss: torch.Tensor
+    preference_loss: torch.Tensor
+
+
+def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, length_normalize: bool) -> torch.Tensor:
+    """Sequence log-prob of each row: the sum of ``token_logps`` over ``mask``, or their mean if ``length_normalize``.
+
+    The mean is what the ULMA reference code uses; the sum is what TRL's DPO uses. A row with no tokens gives 0.
+    """
+    mask = mask.to(token_logps.dtype)
+    total = (token_logps * mask).sum(-1)
+    if not length_normalize:
+        return total
+    return total / mask.sum(-1).clamp(min=1)
+
+
+def _check_option(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}.")
+
+
+def pointwise_term(u: torch.Tensor, scores: torch.Tensor, score_type: ScoreType) -> torch.Tensor:
+    """Per-example point-wise DPO loss of implicit rewards ``u`` against labels or scores."""
+    if score_type == "binary":
+        return -(scores * F.logsigmoid(u) + (1 - scores) * F.logsigmoid(-u))
+    if score_type == "continuous":
+        return (scores - u) ** 2
+    raise ValueError(f"`score_type` must be one of {list(SCORE_TYPES)}, got {score_type!r}.")
+
+
+def _reduce(
+    pos_terms: torch.Tensor, neg_terms: torch.Tensor, total: int, reduction: Reduction
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reduce per-example terms of the positive and negative groups to (positive part, negative part).
+
+    ``per_group``: mean over positives + mean over negatives (the ULMA reference code); an absent group adds exactly 0.
+    ``mean``: sum over all examples / number of examples (the expectation over the dataset).
+    """
+    if reduction == "per_group":
+        return tuple(t.sum() / max(t.numel(), 1) for t in (pos_terms, neg_terms))
+    if reduction == "mean":
+        return pos_terms.sum() / max(total, 1), neg_terms.sum() / max(total, 1)
+    raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {reduction!r}.")
+
+
+def pointwise_dpo_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    scores: torch.Tensor,
+    beta: float = 0.1,
+    score_type: ScoreType = "binary",
+    log_z: float = 0.0,
+    reduction: Reduction = "mean",
+    positive_threshold: float = 1.0,
+) -> LossOutput:
+    """Point-wise DPO: the implicit reward u = beta * h + log_z fitted to per-example labels or scores.
+
+    Args:
+        policy_logps, ref_logps: (B,) sequence log-probs of each completion under the policy and the reference.
+        scores: (B,) labels in [0, 1] (``binary``, soft labels allowed) or real-valued scores (``continuous``).
+        beta: KL strength; the implicit reward is beta * log(pi / pi_ref).
+        score_type: ``binary`` (logistic loss) or ``continuous`` (squared loss).
+        log_z: constant standing for beta * log Z(x).
+        reduction: ``mean`` over examples, or ``per_group`` (mean over positives + mean over negatives).
+        positive_threshold: rows with score >= this form the positive group (used by ``per_group`` and the split
+            into ``sft_loss`` / ``preference_loss``).
+    """
+    _check_option("score_type", score_type, SCORE_TYPES)
+    _check_option("reduction", reduction, REDUCTIONS)
+    u = beta * (policy_logps - ref_logps) + log_z
+    terms = pointwise_term(u, scores.to(u.dtype), score_type)
+    positive = scores >= positive_threshold
+    pos_loss, neg_loss = _reduce(terms[positive], terms[~positive], scores.numel(), reduction)
+    rewards = (beta * (policy_logps - ref_logps)).detach()
+    return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss)
+
+
+def ulma_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    scores: torch.Tensor,
+    beta: float = 0.1,
+    score_type: ScoreType = "binary",
+    log_z: float = 0.0,
+    reduction: Reduction = "per_group",
+    positive_threshold: float = 1.0,
+    sft_loss_type: SFTLossType = "nll",
+    token_logps: torch.Tensor | None = None,
+    token_mask: torch.Tensor | None = None,
+) -> LossOutput:
+    """ULMA: an SFT term on positives (score >= ``positive_threshold``), the point-wise DPO term on negatives.
+
+    Positive term, by ``sft_loss_type``:
+        ``nll``           -logp                       (ULMA; weight 1 on the SFT gradient, no KL)
+        ``beta_nll``      -beta * logp                (the upper bound of point-wise DPO's adaptive weight)
+        ``token_nll``     token-level cross-entropy over all positive tokens of the batch (needs ``token_logps`` and
+                          ``token_mask``, (B, T)); longer completions weigh more
+        ``pointwise_dpo`` the point-wise DPO term, which makes this function equal `pointwise_dpo_loss`
+    Negative term: the point-wise DPO term, -log sigmoid(-u) for a hard 0 label (the full logistic loss for soft
+    labels) or (z - u)^2 for continuous scores.
+
+    ``ref_logps`` may hold NaN on positive rows unless ``sft_loss_type="pointwise_dpo"``: the SFT terms never read it.
+    Other arguments as in `pointwise_dpo_loss`.
+    """
+    _check_option("score_type", score_type, SCORE_TYPES)
+    _check_option("reduction", reduction, REDUCTIONS)
+    _check_option("sft_loss_type", sft_loss_type, SFT_LOSS_TYPES)
+    positive = scores >= positive_threshold
+    negative = ~positive
+    scores = scores.to(policy_logps.dtype)
+    total = scores.numel()
+
+    neg_u = beta * (policy_logps[negative] - ref_logps[negative]) + log_z
+    neg_terms = pointwise_term(neg_u, scores[negative], score_type)
+
+    pos_logps = policy_logps[positive]
+    if sft_loss_type == "nll":
+        pos_terms = -pos_logps
+    elif sft_loss_type == "beta_nll":
+        pos_terms = -beta * pos_logps
+    elif sft_loss_type == "pointwise_dpo":
+        pos_u = beta * (pos_logps - ref_logps[positive]) + log_z
+        pos_terms = pointwise_term(pos_u, scores[positive], score_type)
+    else:  # token_nll
+        if token_logps is None or token_mask is None:
+            raise ValueError('`sft_loss_type="token_nll"` needs the per-token `token_logps` and `token_mask`.')
+        mask = token_mask[positive].to(token_logps.dtype)
+        token_mean = -(token_logps[positive] * mask).sum() / mask.sum().clamp(min=1)
+        # One term per positive row holding the token mean, so both reductions weigh the group as for the others
+        pos_terms = token_mean.expand(int(positive.sum()))
+
+    pos_loss, neg_loss = _reduce(pos_terms, neg_terms, total, reduction)
+    rewards = (beta * (policy_logps - ref_logps)).detach()
+    return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss)
+
+
+def unlikelihood_loss(
+    policy_logps: torch.Tensor,
+    scores: torch.Tensor,
+    form: UnlikelihoodForm = "sequence",
+    reduction: Reduction = "per_group",
+    positive_threshold: float = 1.0,
+    token_logps: torch.Tensor | None = None,
+    token_mask: torch.Tensor | None = None,
+    length_normalize: bool = True,
+    min_prob_gap: float = 1e-5,
+) -> LossOutput:
+    """Unlikelihood training: raise the likelihood of positives, lower that of negatives. No reference model.
+
+    ``form="sequence"`` is the ULMA reference code's baseline: -logp on positives, +logp on negatives (likelihood
+    ascent; unbounded below). ``form="token"`` is the bounded token-level loss of Welleck et al. (2019): -log p_t on
+    positive tokens and -log(1 - p_t) on negative tokens, with 1 - p_t clamped at ``min_prob_gap``; per-row sums or,
+    with ``length_normalize``, per-row means over ``token_mask``. ``rewards`` is None.
+    """
+    _check_option("form", form, UNLIKELIHOOD_FORMS)
+    _check_option("reduction", reduction, REDUCTIONS)
+    positive = scores >= positive_threshold
+    if form == "sequence":
+        pos_terms, neg_terms = -policy_logps[positive], policy_logps[~positive]
+    else:
+        if token_logps is None or token_mask is None:
+            raise ValueError('`form="token"` needs the per-token `token_logps` and `token_mask`.')
+        # log(1 - p) = log(-expm1(log p)), accurate for p near 0 and near 1
+        unlikely = torch.log((-torch.expm1(token_logps)).clamp(min=min_prob_gap))
+        pos_terms = -sequence_logps(token_logps[positive], token_mask[positive], length_normalize)
+        neg_terms = -sequence_logps(unlikely[~positive], token_mask[~positive], length_normalize)
+    pos_loss, neg_loss = _reduce(pos_terms, neg_terms, scores.numel(), reduction)
+    return LossOutput(pos_loss + neg_loss, None, pos_loss, neg_loss)

@@ -1,0 +1,74 @@
+from dataclasses import dataclass, field
+
+from trl import DPOConfig
+
+from .losses import REDUCTIONS, SCORE_TYPES
+
+
+@dataclass
+class PointwiseDPOConfig(DPOConfig):
+    r"""
+    Configuration class for the [`PointwiseDPOTrainer`].
+
+    Point-wise DPO (ULMA paper, arXiv 2312.02554) fits DPO's implicit reward u = beta * log(pi / pi_ref) + log_z to a
+    label or score per example: a logistic loss for binary labels, a squared loss for continuous scores. Every
+    [`~trl.DPOConfig`] parameter keeps its meaning (`beta`, `max_length`, `precompute_ref_log_probs`, ...), except
+    the pairwise-only loss options (`loss_type`, `loss_weights`, `ld_alpha`, `use_weighting`, `f_divergence_type`,
+    `label_smoothing`), which must stay at their defaults.
+
+    Parameters:
+        > Parameters that control the loss
+
+        score_type (`str` or `None`, *optional*, defaults to `None`):
+            `"binary"`: labels in [0, 1] (soft labels allowed), logistic loss. `"continuous"`: real-valued scores,
+            squared loss. `None` infers it from the data: a `label` column or paired rows mean binary, a `score`
+            column means continuous.
+        log_z (`float`, *optional*, defaults to `0.0`):
+            Constant added to beta * log(pi / pi_ref); it stands for beta * log Z(x). The paper argues Z(x) ~ 1, so 0.
+        length_normalize (`bool`, *optional*, defaults to `True`):
+            Whether a completion's log-prob is the mean over its tokens (what the ULMA authors' code does, and so the
+            setting behind the paper's results) or their sum (what TRL's DPO does). With the mean, beta acts on a
+            per-token log-ratio, roughly |y| times smaller than DPO's.
+        reduction (`str`, *optional*, defaults to `"mean"`):
+            `"mean"`: mean of the per-example losses (the expectation in the paper's equation). `"per_group"`: mean
+            over positives + mean over negatives (the authors' code); a group absent from a batch adds 0.
+        positive_threshold (`float`, *optional*, defaults to `1.0`):
+            Examples with score >= this value are positives (logged as `chosen`); the rest are negatives.
+    """
+
+    score_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "'binary' (labels in [0, 1], logistic loss) or 'continuous' (scores, squared loss). Inferred from "
+            "the data when unset: `label` or paired rows -> binary, `score` -> continuous.",
+            "choices": [None, *SCORE_TYPES],
+        },
+    )
+    log_z: float = field(
+        default=0.0,
+        metadata={"help": "Constant standing for beta * log Z(x), added to the implicit reward."},
+    )
+    length_normalize: bool = field(
+        default=True,
+        metadata={
+            "help": "Mean (True, the ULMA authors' code) or sum (False, TRL DPO) of token log-probs per completion."
+        },
+    )
+    reduction: str = field(
+        default="mean",
+        metadata={
+            "help": "'mean' over examples, or 'per_group': mean over positives + mean over negatives.",
+            "choices": list(REDUCTIONS),
+        },
+    )
+    positive_threshold: float = field(
+        default=1.0,
+        metadata={"help": "Examples with score >= this value are positives."},
+    )
+
+    def __post_init__(self):
+        if self.score_type is not None and self.score_type not in SCORE_TYPES:
+            raise ValueError(f"`score_type` must be one of {[None, *SCORE_TYPES]}, got {self.score_type!r}.")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {self.reduction!r}.")
+        super().__post_init__()

@@ -1,0 +1,45 @@
+"""`ULMATrainer`: ULMA's one-step alignment (SFT on positives, point-wise DPO on negatives) as a `trl.DPOTrainer`."""
+
+from .losses import LossOutput, ulma_loss
+from .pointwise_dpo_trainer import PointwiseDPOTrainer
+from .ulma_config import ULMAConfig
+
+
+class ULMATrainer(PointwiseDPOTrainer):
+    """ULMA (arXiv 2312.02554): one step, one dataset, demonstrations and point-wise preferences together.
+
+    Positives (score >= `positive_threshold`) get plain SFT, the negative log-likelihood with no KL regulariser;
+    negatives get the KL-regularised point-wise DPO term. Everything else, data format included, is as in
+    `PointwiseDPOTrainer`; the loss options are in `ULMAConfig`.
+
+    Example:
+    ```python
+    >>> from trl_ulma import ULMAConfig, ULMATrainer
+    >>> trainer = ULMATrainer(model="Qwen/Qwen2.5-0.5B-Instruct", args=ULMAConfig("out"), train_dataset=dataset)
+    >>> trainer.train()
+    ```
+    """
+
+    _tag_names = ["trl", "trl-ulma", "ulma"]
+    _name = "ULMA"
+    _config_class = ULMAConfig
+
+    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask) -> LossOutput:
+        return ulma_loss(
+            policy_logps,
+            ref_logps,
+            scores,
+            beta=self.beta,
+            score_type=self.score_type,
+            log_z=self.log_z,
+            reduction=self.reduction,
+            positive_threshold=self.positive_threshold,
+            sft_loss_type=self.sft_loss_type,
+            token_logps=token_logps,
+            token_mask=token_mask,
+        )
+
+    def _degenerate_note(self, missing: str) -> str:
+        if missing == "negative":
+            return "reduces to supervised fine-tuning on the positives."
+        return "reduces to the point-wise DPO term on negatives alone (no demonstrations to learn from)."
