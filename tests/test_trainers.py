@@ -1,0 +1,267 @@
+"""PointwiseDPOTrainer and ULMATrainer end to end on a tiny offline model."""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoModelForCausalLM
+from trl import DPOConfig, DPOTrainer
+
+from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
+from trl_ulma.testing import build_tiny_model, toy_dataset, toy_rows
+
+
+TRAINERS = [(PointwiseDPOTrainer, PointwiseDPOConfig), (ULMATrainer, ULMAConfig)]
+
+
+def snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def changed(model, before):
+    return [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
+
+
+def logged(trainer, key):
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
+def completion_logps(model, batch, length_normalize):
+    """Independent reference: full logits, log-softmax, the next-token log-prob of every completion token."""
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    token_logps = torch.log_softmax(logits.float(), -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+    mask = batch["completion_mask"][:, 1:].float()
+    total = (token_logps * mask).sum(1)
+    return total / mask.sum(1) if length_normalize else total
+
+
+@pytest.mark.parametrize("trainer_class, config_class", TRAINERS)
+def test_binary_labels_train_every_parameter(trainer_class, config_class, model_dir, tokenizer, make_args):
+    trainer = trainer_class(
+        model=model_dir, args=make_args(config_class), train_dataset=toy_dataset(16), processing_class=tokenizer
+    )
+    assert isinstance(trainer, DPOTrainer)
+    assert trainer.score_type == "binary"
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert set(changed(trainer.model, before)) == set(before)
+    last = trainer.state.log_history[-2]
+    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected", "loss/sft", "loss/preference", "count/positive", "count/negative", "entropy"):
+        assert math.isfinite(last[key]), key
+    assert last["count/positive"] + last["count/negative"] == 4
+    assert last["loss"] == pytest.approx(last["loss/sft"] + last["loss/preference"], rel=1e-5)
+
+
+@pytest.mark.parametrize("trainer_class, config_class", TRAINERS)
+def test_continuous_scores(trainer_class, config_class, model_dir, tokenizer, make_args):
+    rows = toy_rows(16)
+    for i, row in enumerate(rows):
+        row["score"] = 1.0 if row.pop("label") else -0.5 + 0.1 * (i % 4)
+    trainer = trainer_class(
+        model=model_dir, args=make_args(config_class, max_steps=2), train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+    assert trainer.score_type == "continuous"
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert changed(trainer.model, before)
+    correlations = logged(trainer, "rewards/score_correlation")
+    assert correlations and all(-1.0 <= c <= 1.0 for c in correlations)
+    assert "rewards/accuracies" in trainer.state.log_history[0]
+
+
+@pytest.mark.parametrize("length_normalize", [True, False])
+@pytest.mark.parametrize("trainer_class, config_class", TRAINERS)
+def test_trainer_loss_matches_independent_computation(
+    trainer_class, config_class, length_normalize, model_dir, tokenizer, make_args
+):
+    """The trainer's loss equals the paper's formula evaluated on log-probs from plain (unfused) forwards."""
+    policy = AutoModelForCausalLM.from_pretrained(model_dir)
+    reference = build_tiny_model(tokenizer, seed=1)  # differs from the policy, so h != 0
+    args = make_args(config_class, length_normalize=length_normalize, beta=0.5, log_z=0.2)
+    trainer = trainer_class(
+        model=policy, ref_model=reference, args=args, train_dataset=toy_dataset(8), processing_class=tokenizer
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+
+    h = completion_logps(policy, batch, length_normalize) - completion_logps(reference, batch, length_normalize)
+    u = 0.5 * h + 0.2
+    z = batch["score"]
+    positive = z >= 1.0
+    if trainer_class is ULMATrainer:  # per_group: -mean_pos logp + mean_neg -log sigmoid(-u)
+        expected = -completion_logps(policy, batch, length_normalize)[positive].mean() - F.logsigmoid(-u[~positive]).mean()
+    else:  # mean over examples of the logistic loss
+        expected = -(z * F.logsigmoid(u) + (1 - z) * F.logsigmoid(-u)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
+
+
+def test_ulma_moves_positives_up_and_negatives_down(model_dir, tokenizer, make_args):
+    """A small overfit run: relative to the reference, positives' log-probs rise and negatives' fall."""
+    dataset = toy_dataset(8)
+    args = make_args(ULMAConfig, max_steps=30, learning_rate=3e-3, beta=1.0, per_device_train_batch_size=8)
+    trainer = ULMATrainer(model=model_dir, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    shift = completion_logps(trainer.model, batch, True) - completion_logps(reference, batch, True)
+    positive = batch["score"] >= 1.0
+    assert shift[positive].mean() > 0.5
+    assert shift[~positive].mean() < shift[positive].mean() - 0.5
+    assert logged(trainer, "rewards/margins")[-1] > 0
+
+
+def test_pointwise_dpo_separates_positives_from_negatives(model_dir, tokenizer, make_args):
+    args = make_args(PointwiseDPOConfig, max_steps=30, learning_rate=3e-3, beta=1.0, per_device_train_batch_size=8)
+    trainer = PointwiseDPOTrainer(model=model_dir, args=args, train_dataset=toy_dataset(8), processing_class=tokenizer)
+    trainer.train()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    shift = completion_logps(trainer.model, batch, True) - completion_logps(reference, batch, True)
+    positive = batch["score"] >= 1.0
+    assert shift[positive].mean() > 0
+    assert shift[~positive].mean() < 0
+    assert logged(trainer, "rewards/accuracies")[-1] == 1.0
+
+
+@pytest.mark.parametrize("implicit_prompt", [False, True])
+def test_paired_dataset_is_unpaired(implicit_prompt, model_dir, tokenizer, make_args):
+    pairs = {"prompt": ["The sky is", "The sun is", "Grass is", "Snow is"],
+             "chosen": [" blue.", " hot.", " green.", " cold."], "rejected": [" green.", " cold.", " red.", " hot."]}
+    if implicit_prompt:
+        pairs = {"chosen": [p + c for p, c in zip(pairs["prompt"], pairs["chosen"])],
+                 "rejected": [p + r for p, r in zip(pairs["prompt"], pairs["rejected"])]}
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(max_steps=1), train_dataset=Dataset.from_dict(pairs), processing_class=tokenizer
+    )
+    assert len(trainer.train_dataset) == 8
+    assert sorted(trainer.train_dataset["score"]) == [0.0] * 4 + [1.0] * 4
+    texts = {tokenizer.decode(row["prompt_ids"] + row["completion_ids"]) for row in trainer.train_dataset}
+    assert "The sky is blue.<|endoftext|>" in texts and "The sky is green.<|endoftext|>" in texts
+    assert tokenizer.decode(trainer.train_dataset[0]["prompt_ids"]).startswith("The sky is")
+    trainer.train()
+
+
+def test_conversational_rows_use_the_chat_template(model_dir, tokenizer, make_args):
+    rows = [
+        {"prompt": [{"role": "user", "content": row["prompt"]}],
+         "completion": [{"role": "assistant", "content": row["completion"]}], "label": row["label"]}
+        for row in toy_rows(8)
+    ]
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(max_steps=1), train_dataset=Dataset.from_list(rows), processing_class=tokenizer
+    )
+    example = trainer.train_dataset[0]
+    assert tokenizer.decode(example["prompt_ids"]).endswith("<|im_start|>assistant\n")
+    assert tokenizer.decode(example["completion_ids"]).endswith("<|im_end|>\n")
+    trainer.train()
+
+
+def test_peft_trains_adapters_and_uses_base_as_reference(model_dir, tokenizer, make_args):
+    from peft import LoraConfig
+
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(), train_dataset=toy_dataset(16), processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    assert trainer.ref_model is None
+    before = snapshot(trainer.model)
+    trainer.train()
+    moved = changed(trainer.model, before)
+    assert moved and all("lora_" in name for name in moved)
+    assert trainer.state.log_history[0]["rewards/chosen"] == 0.0  # adapters start at zero: policy == reference
+
+
+@pytest.mark.parametrize("trainer_class, config_class", TRAINERS)
+def test_precomputed_reference_matches_on_the_fly(trainer_class, config_class, model_dir, tokenizer, make_args):
+    def first_loss(**overrides):
+        trainer = trainer_class(
+            model=model_dir, args=make_args(config_class, max_steps=1, **overrides), train_dataset=toy_dataset(8),
+            eval_dataset=toy_dataset(8, seed=1), processing_class=tokenizer,
+        )
+        trainer.train()
+        return trainer, trainer.state.log_history[0]["loss"]
+
+    precomputed, loss_pre = first_loss(precompute_ref_log_probs=True)
+    assert precomputed.ref_model is None
+    assert "ref_logps" in precomputed.train_dataset.column_names
+    assert "ref_logps" in precomputed.eval_dataset.column_names
+    _, loss_fly = first_loss()
+    assert loss_pre == pytest.approx(loss_fly, rel=1e-5)
+    assert math.isfinite(precomputed.evaluate()["eval_loss"])
+
+
+def test_evaluate_on_init_split_and_raw_dataset(model_dir, tokenizer, make_args):
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(max_steps=1), train_dataset=toy_dataset(8), eval_dataset=toy_dataset(8, 1),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    for key in ("eval_loss", "eval_rewards/chosen", "eval_rewards/rejected", "eval_loss/sft", "eval_count/positive"):
+        assert math.isfinite(metrics[key]), key
+    raw = trainer.evaluate(eval_dataset=toy_dataset(4, seed=2))
+    assert math.isfinite(raw["eval_loss"])
+
+
+def test_gradient_checkpointing_and_explicit_ref_model(model_dir, tokenizer, make_args):
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    trainer = ULMATrainer(
+        model=model_dir, ref_model=reference, args=make_args(gradient_checkpointing=True),
+        train_dataset=toy_dataset(8), processing_class=tokenizer,
+    )
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert changed(trainer.model, before)
+    assert all(torch.equal(p, q) for p, q in zip(reference.parameters(), AutoModelForCausalLM.from_pretrained(model_dir).parameters()))
+
+
+def test_save_reload_and_model_card(model_dir, tokenizer, make_args, tmp_path):
+    trainer = ULMATrainer(model=model_dir, args=make_args(), train_dataset=toy_dataset(8), processing_class=tokenizer)
+    trainer.train()
+    out = tmp_path / "saved"
+    trainer.save_model(str(out))
+    trainer.create_model_card(model_name="tiny-ulma")
+    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    for (name, p), q in zip(trainer.model.named_parameters(), reloaded.parameters()):
+        assert torch.equal(p.detach(), q.detach()), name
+    card = (tmp_path / "out" / "README.md").read_text()
+    for text in ("trl-ulma", "ulma", "2312.02554", "ULMA"):
+        assert text in card
+
+
+@pytest.mark.parametrize("trainer_class", [DPOTrainer, PointwiseDPOTrainer, ULMATrainer])
+def test_dpo_script_runs_with_the_class_swapped(trainer_class, model_dir, tokenizer, tmp_path):
+    """A script written for DPOTrainer (DPOConfig, paired data) runs unchanged with our classes."""
+    pairs = Dataset.from_dict({"prompt": ["Hi", "Yo"], "chosen": [" hello!", " hey!"], "rejected": [" go.", " no."]})
+    args = DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, max_steps=2, per_device_train_batch_size=2,
+                     report_to="none", save_strategy="no", gradient_checkpointing=False, learning_rate=1e-3)
+    trainer = trainer_class(model=model_dir, args=args, train_dataset=pairs, processing_class=tokenizer)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+def test_tokenizer_without_pad_token_uses_eos(model_dir, tokenizer, make_args):
+    tokenizer.pad_token = None
+    trainer = ULMATrainer(model=model_dir, args=make_args(max_steps=1), train_dataset=toy_dataset(8), processing_class=tokenizer)
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert trainer.data_collator.pad_token_id == tokenizer.eos_token_id
+    trainer.train()
+
+
+def test_ulma_token_nll_and_model_instance_without_ref(model_dir, tokenizer, make_args):
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    trainer = ULMATrainer(
+        model=copy.deepcopy(model), ref_model=model, args=make_args(sft_loss_type="token_nll", max_steps=2),
+        train_dataset=toy_dataset(8), processing_class=tokenizer,
+    )
+    trainer.train()
+    assert all(math.isfinite(v) for v in logged(trainer, "loss/sft"))
