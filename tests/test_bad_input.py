@@ -84,6 +84,11 @@ def test_empty_rejected_in_a_pair_raises():
         to_pointwise(Dataset.from_dict(pairs), "binary")
 
 
+def test_empty_dataset_raises():
+    with pytest.raises(ValueError, match="no rows"):
+        to_pointwise(Dataset.from_dict({"prompt": [], "completion": [], "label": []}), "binary")
+
+
 def test_pairs_with_a_label_column_are_ambiguous():
     pairs = {"prompt": ["a"], "chosen": ["x"], "rejected": ["z"], "label": [True]}
     with pytest.raises(ValueError, match=r"paired columns .* and a `label` column"):

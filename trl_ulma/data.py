@@ -105,6 +105,8 @@ def to_pointwise(
     map_kwargs = dict(map_kwargs or {})
     if isinstance(dataset, IterableDataset):
         map_kwargs.pop("num_proc", None)
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise ValueError(f"The dataset has no rows. {POINTWISE_FORMAT_HELP}")
     columns = column_names(dataset)
 
     if "chosen" in columns and "rejected" in columns:

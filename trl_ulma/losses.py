@@ -53,8 +53,8 @@ def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, length_normali
 
     The mean is what the ULMA reference code uses; the sum is what TRL's DPO uses. A row with no tokens gives 0.
     """
-    mask = mask.to(token_logps.dtype)
-    total = (token_logps * mask).sum(-1)
+    mask = mask.bool()
+    total = token_logps.masked_fill(~mask, 0.0).sum(-1)  # masked_fill, so -inf padding cannot leak in as NaN
     if not length_normalize:
         return total
     return total / mask.sum(-1).clamp(min=1)
@@ -170,8 +170,7 @@ def ulma_loss(
     else:  # token_nll
         if token_logps is None or token_mask is None:
             raise ValueError('`sft_loss_type="token_nll"` needs the per-token `token_logps` and `token_mask`.')
-        mask = token_mask[positive].to(token_logps.dtype)
-        token_mean = -(token_logps[positive] * mask).sum() / mask.sum().clamp(min=1)
+        token_mean = -sequence_logps(token_logps[positive].flatten(), token_mask[positive].flatten(), True)
         # One term per positive row holding the token mean, so both reductions weigh the group as for the others
         pos_terms = token_mean.expand(int(positive.sum()))
 
