@@ -689,3 +689,24 @@ def test_negative_infinity_in_padding_does_not_leak():
     assert out.sft_loss.item() == 1.0
     assert math.isfinite(unlikelihood_loss(torch.zeros(2), scores, form="token", token_logps=token_logps,
                                            token_mask=mask).loss.item())
+
+
+@pytest.mark.parametrize("reduction", ["per_group", "mean"])
+@pytest.mark.parametrize("sft_loss_type", ["nll", "token_nll", "pointwise_dpo"])
+def test_counts_across_ranks_reproduce_the_full_batch_loss(reduction, sft_loss_type):
+    """Two 'ranks' normalising by the global counts / 2 average to the loss of one process on the whole batch."""
+    from trl_ulma.losses import GroupCounts, batch_counts
+
+    policy, ref = torch.tensor(POLICY), torch.tensor(REF)
+    scores = torch.tensor([1.0, 1.0, 1.0, 0.0])  # rank 0 gets rows 0-1 (no negative), rank 1 rows 2-3
+    tokens, mask = torch.tensor(TOKEN_LOGPS), torch.tensor(TOKEN_MASK)
+    kwargs = dict(beta=0.5, reduction=reduction, sft_loss_type=sft_loss_type)
+    full = ulma_loss(policy, ref, scores, token_logps=tokens, token_mask=mask, **kwargs).loss
+    counts = GroupCounts(*(c / 2 for c in batch_counts(scores, 1.0, mask)))
+    halves = [
+        ulma_loss(policy[s], ref[s], scores[s], token_logps=tokens[s], token_mask=mask[s], counts=counts, **kwargs).loss
+        for s in (slice(0, 2), slice(2, 4))
+    ]
+    assert ((halves[0] + halves[1]) / 2).item() == pytest.approx(full.item(), rel=1e-6)
+    local = ulma_loss(policy[:2], ref[:2], scores[:2], token_logps=tokens[:2], token_mask=mask[:2], **kwargs).loss
+    assert reduction == "mean" or local.item() != pytest.approx(halves[0].item())  # the counts do matter

@@ -50,9 +50,12 @@ def test_binary_labels_train_every_parameter(trainer_class, config_class, model_
     trainer.train()
     assert set(changed(trainer.model, before)) == set(before)
     last = trainer.state.log_history[-2]
-    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
-                "logps/rejected", "loss/sft", "loss/preference", "count/positive", "count/negative", "entropy"):
+    for key in ("loss", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected", "loss/sft",
+                "loss/preference", "count/positive", "count/negative", "entropy"):
         assert math.isfinite(last[key]), key
+    # ULMA's SFT term never reads the reference, so training skips its forward on positives: no positive rewards
+    assert ("rewards/chosen" in last) == (trainer_class is PointwiseDPOTrainer)
+    assert ("rewards/margins" in last) == (trainer_class is PointwiseDPOTrainer)
     assert last["count/positive"] + last["count/negative"] == 4
     assert last["loss"] == pytest.approx(last["loss/sft"] + last["loss/preference"], rel=1e-5)
 
@@ -114,7 +117,8 @@ def test_ulma_moves_positives_up_and_negatives_down(model_dir, tokenizer, make_a
     positive = batch["score"] >= 1.0
     assert shift[positive].mean() > 0.5
     assert shift[~positive].mean() < shift[positive].mean() - 0.5
-    assert logged(trainer, "rewards/margins")[-1] > 0
+    metrics = trainer.evaluate(eval_dataset=dataset)  # evaluation scores every row under the reference
+    assert metrics["eval_rewards/margins"] > 0.5 and metrics["eval_rewards/accuracies"] == 1.0
 
 
 def test_pointwise_dpo_separates_positives_from_negatives(model_dir, tokenizer, make_args):
@@ -176,7 +180,7 @@ def test_peft_trains_adapters_and_uses_base_as_reference(model_dir, tokenizer, m
     trainer.train()
     moved = changed(trainer.model, before)
     assert moved and all("lora_" in name for name in moved)
-    assert trainer.state.log_history[0]["rewards/chosen"] == 0.0  # adapters start at zero: policy == reference
+    assert trainer.state.log_history[0]["rewards/rejected"] == 0.0  # adapters start at zero: policy == reference
 
 
 @pytest.mark.parametrize("trainer_class, config_class", TRAINERS)
@@ -265,3 +269,87 @@ def test_ulma_token_nll_and_model_instance_without_ref(model_dir, tokenizer, mak
     )
     trainer.train()
     assert all(math.isfinite(v) for v in logged(trainer, "loss/sft"))
+
+
+def count_reference_rows(trainer):
+    """Wrap `compute_ref_log_probs` to record how many rows each reference forward scores."""
+    seen = []
+    original = trainer.compute_ref_log_probs
+
+    def recording(model, inputs):
+        seen.append(inputs["input_ids"].size(0))
+        return original(model, inputs)
+
+    trainer.compute_ref_log_probs = recording
+    return seen
+
+
+@pytest.mark.parametrize(
+    "trainer_class, config_class, overrides, train_rows",
+    [
+        (ULMATrainer, ULMAConfig, {}, "negatives"),
+        (ULMATrainer, ULMAConfig, {"sft_loss_type": "pointwise_dpo"}, "all"),
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {}, "all"),
+    ],
+)
+def test_reference_forward_covers_only_the_rows_the_loss_reads(
+    trainer_class, config_class, overrides, train_rows, model_dir, tokenizer, make_args
+):
+    trainer = trainer_class(
+        model=model_dir, args=make_args(config_class, per_device_train_batch_size=8, **overrides),
+        train_dataset=toy_dataset(8), processing_class=tokenizer,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    seen = count_reference_rows(trainer)
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    negatives = int((batch["score"] < 1.0).sum())
+    assert seen == [negatives if train_rows == "negatives" else 8]
+    trainer.model.eval()
+    with torch.no_grad():
+        trainer.compute_loss(trainer.model, batch)
+    assert seen[-1] == 8  # evaluation scores every row
+
+
+def test_ulma_precompute_stores_reference_only_for_negatives(model_dir, tokenizer, make_args):
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(precompute_ref_log_probs=True, max_steps=1), train_dataset=toy_dataset(8),
+        eval_dataset=toy_dataset(8, seed=1), processing_class=tokenizer,
+    )
+    train = trainer.train_dataset
+    for score, ref in zip(train["score"], train["ref_logps"]):
+        assert math.isnan(ref) == (score >= 1.0)
+    assert all(math.isfinite(ref) for ref in trainer.eval_dataset["ref_logps"])
+    trainer.train()
+    assert math.isfinite(trainer.evaluate()["eval_rewards/chosen"])
+
+
+def test_forward_never_materialises_full_vocabulary_logits(model_dir, tokenizer, make_args):
+    """TRL's fused LM head scores tokens in tiles: no (batch, seq, vocab)-sized tensor appears in the loss forward."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    long_rows = [{"prompt": "User: hello\nAssistant:", "completion": " hi" * 700, "label": i % 2 == 0} for i in range(8)]
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(max_length=None), train_dataset=Dataset.from_list(long_rows),
+        processing_class=tokenizer,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    vocab = trainer.model.config.vocab_size
+    full_logits = batch["input_ids"].size(0) * (batch["input_ids"].size(1) - 1) * vocab
+    assert full_logits > 4096 * vocab  # more tokens than one tile, so a full tensor would stand out
+
+    class LargestVocabTensor(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2 and tensor.size(-1) == vocab:
+                    self.largest = max(self.largest, tensor.numel())
+            return out
+
+    trainer.model.train()
+    with LargestVocabTensor() as mode:
+        loss = trainer.compute_loss(trainer.model, batch)
+    assert torch.isfinite(loss)
+    assert 0 < mode.largest < full_logits

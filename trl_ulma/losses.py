@@ -48,6 +48,29 @@ class LossOutput(NamedTuple):
     preference_loss: torch.Tensor
 
 
+class GroupCounts(NamedTuple):
+    """The sizes a loss is normalised by: positives, negatives, all examples, positive completion tokens.
+
+    By default a loss uses its batch's own counts. Under data parallelism, pass the counts summed over ranks and
+    divided by the number of ranks: each rank's loss then carries its share of the global means, and the averaged
+    gradient equals that of one process seeing the whole global batch.
+    """
+
+    positive: float
+    negative: float
+    total: float
+    positive_tokens: float = 0.0
+
+
+def batch_counts(
+    scores: torch.Tensor, positive_threshold: float = 1.0, token_mask: torch.Tensor | None = None
+) -> GroupCounts:
+    """The `GroupCounts` of one batch."""
+    positive = scores >= positive_threshold
+    tokens = 0.0 if token_mask is None else float(token_mask[positive].sum())
+    return GroupCounts(float(positive.sum()), float((~positive).sum()), float(scores.numel()), tokens)
+
+
 def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, length_normalize: bool) -> torch.Tensor:
     """Sequence log-prob of each row: the sum of ``token_logps`` over ``mask``, or their mean if ``length_normalize``.
 
@@ -74,18 +97,22 @@ def pointwise_term(u: torch.Tensor, scores: torch.Tensor, score_type: ScoreType)
     raise ValueError(f"`score_type` must be one of {list(SCORE_TYPES)}, got {score_type!r}.")
 
 
+def _safe_divide(value: torch.Tensor, count: float) -> torch.Tensor:
+    return value / count if count > 0 else value  # an empty group's sum is 0, and stays 0
+
+
 def _reduce(
-    pos_terms: torch.Tensor, neg_terms: torch.Tensor, total: int, reduction: Reduction
+    pos_sum: torch.Tensor, neg_sum: torch.Tensor, counts: GroupCounts, reduction: Reduction
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reduce per-example terms of the positive and negative groups to (positive part, negative part).
+    """Turn the summed terms of the positive and negative groups into (positive part, negative part).
 
     ``per_group``: mean over positives + mean over negatives (the ULMA reference code); an absent group adds exactly 0.
     ``mean``: sum over all examples / number of examples (the expectation over the dataset).
     """
     if reduction == "per_group":
-        return tuple(t.sum() / max(t.numel(), 1) for t in (pos_terms, neg_terms))
+        return _safe_divide(pos_sum, counts.positive), _safe_divide(neg_sum, counts.negative)
     if reduction == "mean":
-        return pos_terms.sum() / max(total, 1), neg_terms.sum() / max(total, 1)
+        return _safe_divide(pos_sum, counts.total), _safe_divide(neg_sum, counts.total)
     raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {reduction!r}.")
 
 
@@ -98,6 +125,7 @@ def pointwise_dpo_loss(
     log_z: float = 0.0,
     reduction: Reduction = "mean",
     positive_threshold: float = 1.0,
+    counts: GroupCounts | None = None,
 ) -> LossOutput:
     """Point-wise DPO: the implicit reward u = beta * h + log_z fitted to per-example labels or scores.
 
@@ -110,13 +138,15 @@ def pointwise_dpo_loss(
         reduction: ``mean`` over examples, or ``per_group`` (mean over positives + mean over negatives).
         positive_threshold: rows with score >= this form the positive group (used by ``per_group`` and the split
             into ``sft_loss`` / ``preference_loss``).
+        counts: the group sizes to normalise by (see `GroupCounts`); default: this batch's.
     """
     _check_option("score_type", score_type, SCORE_TYPES)
     _check_option("reduction", reduction, REDUCTIONS)
     u = beta * (policy_logps - ref_logps) + log_z
     terms = pointwise_term(u, scores.to(u.dtype), score_type)
     positive = scores >= positive_threshold
-    pos_loss, neg_loss = _reduce(terms[positive], terms[~positive], scores.numel(), reduction)
+    counts = counts or batch_counts(scores, positive_threshold)
+    pos_loss, neg_loss = _reduce(terms[positive].sum(), terms[~positive].sum(), counts, reduction)
     rewards = (beta * (policy_logps - ref_logps)).detach()
     return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss)
 
@@ -133,6 +163,7 @@ def ulma_loss(
     sft_loss_type: SFTLossType = "nll",
     token_logps: torch.Tensor | None = None,
     token_mask: torch.Tensor | None = None,
+    counts: GroupCounts | None = None,
 ) -> LossOutput:
     """ULMA: an SFT term on positives (score >= ``positive_threshold``), the point-wise DPO term on negatives.
 
@@ -153,28 +184,28 @@ def ulma_loss(
     _check_option("sft_loss_type", sft_loss_type, SFT_LOSS_TYPES)
     positive = scores >= positive_threshold
     negative = ~positive
+    counts = counts or batch_counts(scores, positive_threshold, token_mask)
     scores = scores.to(policy_logps.dtype)
-    total = scores.numel()
 
     neg_u = beta * (policy_logps[negative] - ref_logps[negative]) + log_z
     neg_terms = pointwise_term(neg_u, scores[negative], score_type)
 
     pos_logps = policy_logps[positive]
     if sft_loss_type == "nll":
-        pos_terms = -pos_logps
+        pos_sum = -pos_logps.sum()
     elif sft_loss_type == "beta_nll":
-        pos_terms = -beta * pos_logps
+        pos_sum = -beta * pos_logps.sum()
     elif sft_loss_type == "pointwise_dpo":
         pos_u = beta * (pos_logps - ref_logps[positive]) + log_z
-        pos_terms = pointwise_term(pos_u, scores[positive], score_type)
+        pos_sum = pointwise_term(pos_u, scores[positive], score_type).sum()
     else:  # token_nll
         if token_logps is None or token_mask is None:
             raise ValueError('`sft_loss_type="token_nll"` needs the per-token `token_logps` and `token_mask`.')
-        token_mean = -sequence_logps(token_logps[positive].flatten(), token_mask[positive].flatten(), True)
-        # One term per positive row holding the token mean, so both reductions weigh the group as for the others
-        pos_terms = token_mean.expand(int(positive.sum()))
+        token_sum = -sequence_logps(token_logps[positive].flatten(), token_mask[positive].flatten(), False)
+        # The token mean counts as every positive row's term, so both reductions weigh the group as for the others
+        pos_sum = _safe_divide(token_sum, counts.positive_tokens) * counts.positive
 
-    pos_loss, neg_loss = _reduce(pos_terms, neg_terms, total, reduction)
+    pos_loss, neg_loss = _reduce(pos_sum, neg_terms.sum(), counts, reduction)
     rewards = (beta * (policy_logps - ref_logps)).detach()
     return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss)
 
@@ -189,13 +220,15 @@ def unlikelihood_loss(
     token_mask: torch.Tensor | None = None,
     length_normalize: bool = True,
     min_prob_gap: float = 1e-5,
+    counts: GroupCounts | None = None,
 ) -> LossOutput:
     """Unlikelihood training: raise the likelihood of positives, lower that of negatives. No reference model.
 
     ``form="sequence"`` is the ULMA reference code's baseline: -logp on positives, +logp on negatives (likelihood
     ascent; unbounded below). ``form="token"`` is the bounded token-level loss of Welleck et al. (2019): -log p_t on
     positive tokens and -log(1 - p_t) on negative tokens, with 1 - p_t clamped at ``min_prob_gap``; per-row sums or,
-    with ``length_normalize``, per-row means over ``token_mask``. ``rewards`` is None.
+    with ``length_normalize``, per-row means over ``token_mask``. ``rewards`` is None. ``counts`` as in
+    `pointwise_dpo_loss`.
     """
     _check_option("form", form, UNLIKELIHOOD_FORMS)
     _check_option("reduction", reduction, REDUCTIONS)
@@ -209,5 +242,6 @@ def unlikelihood_loss(
         unlikely = torch.log((-torch.expm1(token_logps)).clamp(min=min_prob_gap))
         pos_terms = -sequence_logps(token_logps[positive], token_mask[positive], length_normalize)
         neg_terms = -sequence_logps(unlikely[~positive], token_mask[~positive], length_normalize)
-    pos_loss, neg_loss = _reduce(pos_terms, neg_terms, scores.numel(), reduction)
+    counts = counts or batch_counts(scores, positive_threshold)
+    pos_loss, neg_loss = _reduce(pos_terms.sum(), neg_terms.sum(), counts, reduction)
     return LossOutput(pos_loss + neg_loss, None, pos_loss, neg_loss)

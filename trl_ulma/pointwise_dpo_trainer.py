@@ -24,7 +24,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, global_then_local_main_first, pad, use_adapter
 
 from .data import column_names, infer_score_type, to_pointwise
-from .losses import LossOutput, pointwise_dpo_loss, sequence_logps
+from .losses import GroupCounts, LossOutput, pointwise_dpo_loss, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
 
 
@@ -267,8 +267,15 @@ class PointwiseDPOTrainer(DPOTrainer):
             raise ValueError("`precompute_ref_log_probs=True` needs a map-style Dataset, not an IterableDataset.")
         if "ref_logps" in dataset.column_names:
             return dataset
-        # The collator's truncation decides which tokens are scored, so it is part of the cache key
-        key = (dataset._fingerprint, self._precompute_model_hash, self.args.max_length, self.args.truncation_mode)
+        mode = "train" if name == "train" else "eval"
+        # The collator's truncation decides which tokens are scored and the scope which rows: both key the cache
+        key = (
+            dataset._fingerprint,
+            self._precompute_model_hash,
+            self.args.max_length,
+            self.args.truncation_mode,
+            self._reference_scope(mode),
+        )
         fingerprint = Hasher.hash(("trl-ulma-ref-logps", key))
         cache_file = dataset._get_cache_file_path(fingerprint)
         if not os.path.exists(cache_file):
@@ -284,7 +291,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             else:
                 model = self.ref_model if self.ref_model is not None else self.model
             logps = [
-                self.accelerator.gather_for_metrics(self.compute_ref_log_probs(model, batch)).cpu()
+                self.accelerator.gather_for_metrics(self._reference_logps(model, batch, mode)).cpu()
                 for batch in tqdm(loader, desc=f"Computing reference log-probs for the {name} dataset")
             ]
             logps = torch.cat(logps)
@@ -295,6 +302,41 @@ class PointwiseDPOTrainer(DPOTrainer):
             self.accelerator.wait_for_everyone()
         return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
 
+    def _reference_scope(self, mode: str) -> str:
+        """Rows whose reference log-prob the loss reads in training: ``"all"``, ``"negatives"`` or ``"none"``.
+
+        Evaluation always scores every row (a forward without backward is cheap) so its reward metrics are complete.
+        """
+        return "all"
+
+    def _reference_logps(self, model, inputs, mode: str) -> torch.Tensor:
+        """Summed reference log-probs (B,), computed only on the rows the loss reads; NaN elsewhere."""
+        scope = self._reference_scope(mode)
+        if scope == "all":
+            return self.compute_ref_log_probs(model, inputs)
+        logps = torch.full_like(inputs["score"], float("nan"))
+        if scope == "none":
+            return logps
+        rows = (inputs["score"] < self.positive_threshold).nonzero().flatten()
+        if len(rows) > 0:
+            logps[rows] = self.compute_ref_log_probs(model, _select_rows(inputs, rows)).to(logps.dtype)
+        elif self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._zero_stage() == 3):
+            # There a forward gathers parameters across ranks: every rank runs one, even with no row to score
+            self.compute_ref_log_probs(model, _select_rows(inputs, rows.new_zeros(1)))
+        return logps
+
+    def _zero_stage(self) -> int | None:
+        plugin = self.accelerator.state.deepspeed_plugin
+        return None if plugin is None else plugin.zero_stage
+
+    def _group_counts(self, scores: torch.Tensor, token_mask: torch.Tensor) -> GroupCounts:
+        """Group sizes summed over ranks and divided by their number (see `GroupCounts`)."""
+        positive = scores >= self.positive_threshold
+        local = torch.stack([positive.sum(), (~positive).sum(), torch.tensor(scores.numel(), device=scores.device),
+                             token_mask[positive].sum()]).to(torch.float64)
+        total = self.accelerator.gather(local[None]).sum(0) / self.accelerator.num_processes
+        return GroupCounts(*total.tolist())
+
     # ------------------------------------------------------------------------------------------------------------
     # Loss
     # ------------------------------------------------------------------------------------------------------------
@@ -304,7 +346,7 @@ class PointwiseDPOTrainer(DPOTrainer):
         kwargs["use_cache"] = False
         return kwargs
 
-    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask) -> LossOutput:
+    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
         """The point-wise objective on one batch; `ULMATrainer` overrides this alone."""
         return pointwise_dpo_loss(
             policy_logps,
@@ -315,6 +357,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             log_z=self.log_z,
             reduction=self.reduction,
             positive_threshold=self.positive_threshold,
+            counts=counts,
         )
 
     def _compute_loss(self, model, inputs, return_outputs):
@@ -335,13 +378,13 @@ class PointwiseDPOTrainer(DPOTrainer):
             ref_sum = inputs["ref_logps"].to(policy_sum.dtype)
         else:
             reference = self.ref_model if self.ref_model is not None else self.model
-            ref_sum = self.compute_ref_log_probs(reference, inputs)
+            ref_sum = self._reference_logps(reference, inputs, mode).to(policy_sum.dtype)
         policy_logps, ref_logps = policy_sum, ref_sum
         if self.length_normalize:
             policy_logps, ref_logps = policy_sum / num_tokens, ref_sum / num_tokens
 
         scores = inputs["score"].to(policy_logps.dtype)
-        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask)
+        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask, self._group_counts(scores, token_mask))
         loss = result.loss
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
@@ -461,3 +504,9 @@ def _tokenize_row(example: dict[str, Any], processing_class) -> dict[str, list[i
         full_ids = _tokenize(processing_class, example["prompt"] + example["completion"])["input_ids"]
     prompt_length = common_prefix_length(prompt_ids, full_ids)
     return {"prompt_ids": prompt_ids[:prompt_length], "completion_ids": full_ids[prompt_length:]}
+
+
+def _select_rows(inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch restricted to ``rows``, with the padding columns none of them uses trimmed off."""
+    length = int(inputs["attention_mask"][rows].sum(1).max())
+    return {key: value[rows][:, :length] if value.dim() == 2 else value[rows] for key, value in inputs.items()}

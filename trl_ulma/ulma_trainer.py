@@ -1,6 +1,6 @@
 """`ULMATrainer`: ULMA's one-step alignment (SFT on positives, point-wise DPO on negatives) as a `trl.DPOTrainer`."""
 
-from .losses import LossOutput, ulma_loss
+from .losses import GroupCounts, LossOutput, ulma_loss
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
 from .ulma_config import ULMAConfig
 
@@ -24,7 +24,11 @@ class ULMATrainer(PointwiseDPOTrainer):
     _name = "ULMA"
     _config_class = ULMAConfig
 
-    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask) -> LossOutput:
+    def _reference_scope(self, mode: str) -> str:
+        # The SFT term never reads the reference: training skips its forward on positives (eval keeps every row)
+        return "negatives" if mode == "train" and self.sft_loss_type != "pointwise_dpo" else "all"
+
+    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
         return ulma_loss(
             policy_logps,
             ref_logps,
@@ -37,6 +41,7 @@ class ULMATrainer(PointwiseDPOTrainer):
             sft_loss_type=self.sft_loss_type,
             token_logps=token_logps,
             token_mask=token_mask,
+            counts=counts,
         )
 
     def _degenerate_note(self, missing: str) -> str:
