@@ -5,6 +5,8 @@ from .pointwise_dpo_config import PointwiseDPOConfig
 from .pointwise_dpo_trainer import DataCollatorForPointwisePreference, PointwiseDPOTrainer
 from .ulma_config import ULMAConfig
 from .ulma_trainer import ULMATrainer
+from .unlikelihood_config import UnlikelihoodConfig
+from .unlikelihood_trainer import UnlikelihoodTrainer
 
 
 __version__ = "0.1.0"
@@ -16,6 +18,8 @@ __all__ = [
     "PointwiseDPOTrainer",
     "ULMAConfig",
     "ULMATrainer",
+    "UnlikelihoodConfig",
+    "UnlikelihoodTrainer",
     "pointwise_dpo_loss",
     "sequence_logps",
     "ulma_loss",
