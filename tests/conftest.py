@@ -27,28 +27,31 @@ def tokenizer(model_dir):
 
 
 @pytest.fixture
-def make_args(tmp_path):
-    """Config factory with fast CPU settings; keyword arguments override them."""
+def fast_settings(tmp_path):
+    """Fast CPU training settings shared by every trainer config in the tests."""
+    return dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        max_steps=3,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+    )
+
+
+@pytest.fixture
+def make_args(fast_settings):
+    """Config factory with `fast_settings`; keyword arguments override them."""
 
     def make(config_class=None, **overrides):
         from trl_ulma import ULMAConfig
 
-        config_class = config_class or ULMAConfig
-        settings = dict(
-            output_dir=str(tmp_path / "out"),
-            use_cpu=True,
-            bf16=False,
-            gradient_checkpointing=False,
-            per_device_train_batch_size=4,
-            per_device_eval_batch_size=4,
-            max_steps=3,
-            learning_rate=1e-2,
-            logging_steps=1,
-            save_strategy="no",
-            report_to="none",
-            seed=0,
-        )
-        settings.update(overrides)
-        return config_class(**settings)
+        return (config_class or ULMAConfig)(**(fast_settings | overrides))
 
     return make

@@ -1,0 +1,328 @@
+"""Held-out evaluation of the comparison: perplexity, a reward-model judge, win rate, toxicity; table, JSON and plot.
+
+Metrics, on a held-out split (prompts never seen in training):
+    perplexity      exp of the mean negative log-likelihood per token of the held-out positive completions (the
+                    paper's metric), prompts as context
+    judge_score     mean score, under a reward model trained on the training pairs (the judge), of each method's
+                    answers to the held-out prompts, generated with a fixed seed
+    win_rate        share of prompts where the judge scores the method's answer above the reference answer (the
+                    held-out positive), ties counting half
+    toxicity_rate   share of answers an offline classifier flags (probability >= 0.5); only when one is installed
+                    (`alt-profanity-check`: profanity and insults, a weak proxy for harm)
+"""
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedTokenizerBase, set_seed
+from trl.data_utils import _tokenize, is_conversational
+from trl.trainer.utils import pad, selective_log_softmax
+
+from .pointwise_dpo_trainer import _add_eos, _tokenize_row
+
+
+METRICS = {  # name: (label in the table, which way is better)
+    "perplexity": ("perplexity", "lower"),
+    "judge_score": ("judge score", "higher"),
+    "win_rate": ("win rate vs reference", "higher"),
+    "toxicity_rate": ("toxicity rate", "lower"),
+}
+TOXICITY_NOTE = (
+    "toxicity_rate is the share of answers `alt-profanity-check` flags (probability >= 0.5): profanity and insults, "
+    "not harmful compliance."
+)
+NO_TOXICITY_NOTE = "toxicity_rate skipped: no offline classifier installed (`pip install alt-profanity-check`)."
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are sampled: greedy by default (as the ULMA authors decode); ``seed`` is set before each model."""
+
+    max_new_tokens: int = 128
+    max_prompt_length: int = 512
+    batch_size: int = 16
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Perplexity
+# --------------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def completion_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor):
+    """Summed negative log-likelihood of the completion tokens of a right-padded batch, and their number."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    logps = selective_log_softmax(logits.float(), input_ids[:, 1:])
+    mask = completion_mask[:, 1:].bool()
+    return -logps[mask].sum().item(), int(mask.sum())
+
+
+def perplexity(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[dict[str, Any]],
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> float:
+    """Token-level perplexity of ``rows``' completions given their prompts, tokenized as the trainers do.
+
+    A sequence longer than ``max_length`` loses its first tokens (the prompt's start), so the completion is scored.
+    """
+    device = next(model.parameters()).device
+    sequences = []
+    for row in rows:
+        row = {"prompt": row["prompt"], "completion": row["completion"]}
+        if not is_conversational(row):
+            row = _add_eos(row, tokenizer.eos_token)
+        ids = _tokenize_row(row, tokenizer)
+        sequence = ids["prompt_ids"] + ids["completion_ids"]
+        mask = [0] * len(ids["prompt_ids"]) + [1] * len(ids["completion_ids"])
+        if max_length is not None:
+            sequence, mask = sequence[-max_length:], mask[-max_length:]
+        sequences.append((torch.tensor(sequence), torch.tensor(mask)))
+    total, count = 0.0, 0
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        input_ids = pad([ids for ids, _ in chunk], padding_value=tokenizer.pad_token_id).to(device)
+        attention_mask = pad([torch.ones_like(ids) for ids, _ in chunk]).to(device)
+        completion_mask = pad([mask for _, mask in chunk]).to(device)
+        nll, tokens = completion_nll(model, input_ids, attention_mask, completion_mask)
+        total, count = total + nll, count + tokens
+    return math.exp(total / count)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------------------------
+def _prompt_ids(tokenizer, prompt: Any, max_prompt_length: int) -> list[int]:
+    ids = _tokenize(tokenizer, prompt, add_generation_prompt=True)["input_ids"]  # the flag only applies to messages
+    return ids[-max_prompt_length:]  # keep the end of a long dialogue, next to the answer
+
+
+@torch.no_grad()
+def generate(
+    model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings
+) -> list[str]:
+    """One answer per prompt (text or messages), decoded without special tokens; reproducible from ``settings.seed``."""
+    set_seed(settings.seed)
+    device = next(model.parameters()).device
+    stop = model.generation_config.eos_token_id
+    stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
+    answers = []
+    for start in range(0, len(prompts), settings.batch_size):
+        ids = [
+            torch.tensor(_prompt_ids(tokenizer, p, settings.max_prompt_length))
+            for p in prompts[start : start + settings.batch_size]
+        ]
+        input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
+        attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
+        sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(stop),
+            **sampling,
+        )
+        answers += tokenizer.batch_decode(output[:, input_ids.size(1) :], skip_special_tokens=True)
+    return answers
+
+
+def as_completion(prompt: Any, answer: str) -> Any:
+    """An answer in its prompt's format: text, or one assistant message."""
+    return answer if isinstance(prompt, str) else [{"role": "assistant", "content": answer.strip()}]
+
+
+def completion_text(completion: Any) -> str:
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Judge, win rate, toxicity
+# --------------------------------------------------------------------------------------------------------------------
+class RewardJudge:
+    """Scores (prompt, completion) with a reward model saved by `trl.RewardTrainer`, tokenized as it trains."""
+
+    def __init__(self, path: str, tokenizer: PreTrainedTokenizerBase, max_length: int = 1024, batch_size: int = 16):
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).to(_device()).eval()
+        self.tokenizer, self.max_length, self.batch_size = tokenizer, max_length, batch_size
+
+    def _ids(self, prompt: Any, completion: Any) -> list[int]:
+        if isinstance(prompt, str):
+            text = prompt + completion
+            ids = _tokenize(
+                self.tokenizer, text if text.endswith(self.tokenizer.eos_token) else text + self.tokenizer.eos_token
+            )
+        else:
+            ids = _tokenize(self.tokenizer, prompt + completion)
+        return ids["input_ids"][-self.max_length :]
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
+        scores = []
+        for start in range(0, len(prompts), self.batch_size):
+            ids = [
+                torch.tensor(self._ids(p, c))
+                for p, c in zip(
+                    prompts[start : start + self.batch_size], completions[start : start + self.batch_size], strict=True
+                )
+            ]
+            input_ids = pad(ids, padding_value=self.tokenizer.pad_token_id).to(self.model.device)
+            attention_mask = pad([torch.ones_like(i) for i in ids]).to(self.model.device)
+            scores += self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float().tolist()
+        return scores
+
+
+def win_rate(scores: Sequence[float], reference_scores: Sequence[float]) -> float:
+    """Share of items where ``scores`` beat ``reference_scores``; a tie counts half."""
+    if len(scores) != len(reference_scores) or not scores:
+        raise ValueError(
+            f"Need as many scores as reference scores, at least one: {len(scores)} vs {len(reference_scores)}."
+        )
+    return sum(1.0 if s > r else 0.5 if s == r else 0.0 for s, r in zip(scores, reference_scores, strict=True)) / len(
+        scores
+    )
+
+
+def load_toxicity_classifier() -> Callable[[list[str]], list[float]] | None:
+    """Probability of toxic language per text from `alt-profanity-check`, or None when it is not installed."""
+    try:
+        from profanity_check import predict_prob
+    except ImportError:
+        return None
+    return lambda texts: [float(p) for p in predict_prob(list(texts))]
+
+
+def toxicity_rate(texts: Sequence[str], classify: Callable[[list[str]], list[float]], threshold: float = 0.5) -> float:
+    """Share of ``texts`` whose toxicity probability is >= ``threshold``."""
+    return sum(p >= threshold for p in classify(list(texts))) / len(texts)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One model
+# --------------------------------------------------------------------------------------------------------------------
+def evaluate_model(
+    model_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    positives: Sequence[dict[str, Any]],
+    references: Sequence[dict[str, Any]],
+    judge: RewardJudge,
+    settings: GenerationSettings,
+    toxicity: Callable[[list[str]], list[float]] | None = None,
+    max_length: int | None = None,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """The metrics of one causal LM, and its answers (prompt, answer, judge scores) for inspection.
+
+    ``positives``: held-out positive rows (``prompt``, ``completion``) for perplexity. ``references``: one row per
+    held-out prompt with its reference answer (``prompt``, ``completion``), for the judge and the win rate;
+    ``reference_score``, the judge's score of the reference, is computed once by the caller and read from the rows.
+    """
+    # float32 for every model: a base saved in bfloat16 and fine-tuned ones saved in float32 are scored alike
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(_device()).eval()
+    prompts = [row["prompt"] for row in references]
+    answers = [as_completion(p, a) for p, a in zip(prompts, generate(model, tokenizer, prompts, settings), strict=True)]
+    scores = judge.score(prompts, answers)
+    metrics = {
+        "perplexity": perplexity(model, tokenizer, positives, settings.batch_size, max_length),
+        "judge_score": sum(scores) / len(scores),
+        "win_rate": win_rate(scores, [row["reference_score"] for row in references]),
+    }
+    texts = [completion_text(answer) for answer in answers]
+    if toxicity is not None:
+        metrics["toxicity_rate"] = toxicity_rate(texts, toxicity)
+    samples = [
+        {"prompt": row["prompt"], "answer": text, "judge_score": score, "reference_score": row["reference_score"]}
+        for row, text, score in zip(references, texts, scores, strict=True)
+    ]
+    return metrics, samples
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------------------------
+def _format_value(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def format_table(results: dict[str, dict[str, float]], metrics: Sequence[str] | None = None) -> str:
+    """A markdown table, one row per method and one column per metric (arrows: which way is better)."""
+    metrics = metrics or [m for m in METRICS if any(m in values for values in results.values())]
+    header = ["method"] + [f"{METRICS[m][0]} {'↓' if METRICS[m][1] == 'lower' else '↑'}" for m in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * len(metrics)]
+    for method, values in results.items():
+        lines.append("| " + " | ".join([method] + [_format_value(values.get(m)) for m in metrics]) + " |")
+    return "\n".join(lines)
+
+
+def plot_report(
+    path: str | Path, results: dict[str, dict[str, float]], curves: dict[str, tuple[str, list[tuple[int, float]]]]
+) -> None:
+    """A PNG: one bar chart per metric, then one training curve per method (``curves``: method -> (key, points))."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRICS if any(m in values for values in results.values())]
+    columns = max(len(metrics), 3)
+    curve_rows = math.ceil(len(curves) / columns)
+    fig, axes = plt.subplots(1 + curve_rows, columns, figsize=(4 * columns, 3.2 * (1 + curve_rows)), squeeze=False)
+    methods = list(results)
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        values = [results[m].get(metric, float("nan")) for m in methods]
+        ax.bar(range(len(methods)), values, color="tab:blue")
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"{METRICS[metric][0]} ({METRICS[metric][1]} is better)", fontsize=10)
+        if metric == "perplexity":
+            ax.set_yscale("log")
+    for ax, (method, (key, points)) in zip(axes[1:].flat, curves.items(), strict=False):
+        ax.plot([step for step, _ in points], [value for _, value in points], marker=".")
+        ax.set_title(f"{method}: train {key}", fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in list(axes[0][len(metrics) :]) + list(axes[1:].flat[len(curves) :]):
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    run_dir: str | Path,
+    results: dict[str, dict[str, float]],
+    curves: dict[str, tuple[str, list[tuple[int, float]]]],
+    notes: Sequence[str] = (),
+) -> dict[str, str]:
+    """Write ``results.md`` (table and notes), ``results.json`` and, with matplotlib installed, ``results.png``.
+
+    Returns the paths written, by kind.
+    """
+    run_dir = Path(run_dir)
+    files = {"table": run_dir / "results.md", "json": run_dir / "results.json"}
+    notes = list(notes)
+    try:
+        plot_report(run_dir / "results.png", results, curves)
+        files["plot"] = run_dir / "results.png"
+    except ImportError:
+        notes.append("No plot: matplotlib is not installed (`pip install matplotlib`).")
+    table = format_table(results)
+    files["table"].write_text(table + "\n" + "".join(f"\n- {note}" for note in notes) + "\n")
+    payload = {
+        "results": results,
+        "notes": notes,
+        "curves": {m: {"key": k, "points": p} for m, (k, p) in curves.items()},
+    }
+    files["json"].write_text(json.dumps(payload, indent=2) + "\n")
+    return {kind: str(path) for kind, path in files.items()}

@@ -1,0 +1,105 @@
+"""`UnlikelihoodTrainer`: the ULMA paper's unlikelihood baseline, on point-wise data, with no reference model."""
+
+from datasets import Dataset
+
+from .losses import GroupCounts, LossOutput, unlikelihood_loss
+from .pointwise_dpo_trainer import PointwiseDPOTrainer
+from .unlikelihood_config import UnlikelihoodConfig
+
+
+UNLIKELIHOOD_PAPER = {
+    "title": "Neural Text Generation with Unlikelihood Training",
+    "id": "1908.04319",
+    "citation": """\
+@inproceedings{welleck2020neural,
+    title        = {{Neural Text Generation With Unlikelihood Training}},
+    author       = {Sean Welleck and Ilia Kulikov and Stephen Roller and Emily Dinan and Kyunghyun Cho and Jason Weston},
+    year         = 2020,
+    booktitle    = {International Conference on Learning Representations}
+}""",
+}
+
+
+class UnlikelihoodTrainer(PointwiseDPOTrainer):
+    """Unlikelihood training: likelihood up on positives, down on negatives; no reference model, no KL.
+
+    Same data API as `PointwiseDPOTrainer` (point-wise rows or DPO pairs); the loss options are in
+    `UnlikelihoodConfig`. No reference model is loaded or run: passing `ref_model` raises, reward metrics are not
+    logged.
+
+    Example:
+    ```python
+    >>> from trl_ulma import UnlikelihoodConfig, UnlikelihoodTrainer
+    >>> trainer = UnlikelihoodTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", args=UnlikelihoodConfig("out"),
+    ...                               train_dataset=dataset)
+    >>> trainer.train()
+    ```
+    """
+
+    _tag_names = ["trl", "trl-ulma", "unlikelihood"]
+    _name = "Unlikelihood"
+    _paper = UNLIKELIHOOD_PAPER
+    _config_class = UnlikelihoodConfig
+
+    def __init__(
+        self,
+        model,
+        ref_model=None,
+        args: UnlikelihoodConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        compute_metrics=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+    ):
+        if ref_model is not None:
+            raise ValueError("UnlikelihoodTrainer uses no reference model: leave `ref_model` unset.")
+        if args is not None and not args.precompute_ref_log_probs:
+            raise ValueError(
+                f"`precompute_ref_log_probs=False` would make DPOTrainer load a reference model that unlikelihood "
+                f"training never reads. Use `UnlikelihoodConfig` (got {type(args).__name__})."
+            )
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+        )
+        # With precompute on, DPOTrainer kept no reference model; with it off, batches need no `ref_logps` column
+        self.precompute_ref_logps = False
+
+    def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
+        return dataset  # the loss reads no reference log-prob
+
+    def _reference_scope(self, mode: str) -> str:
+        return "none"
+
+    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
+        return unlikelihood_loss(
+            policy_logps,
+            scores,
+            form=self.unlikelihood_form,
+            reduction=self.reduction,
+            positive_threshold=self.positive_threshold,
+            token_logps=token_logps,
+            token_mask=token_mask,
+            length_normalize=self.length_normalize,
+            min_prob_gap=self.min_prob_gap,
+            counts=counts,
+        )
+
+    def _degenerate_note(self, missing: str) -> str:
+        if missing == "negative":
+            return "reduces to supervised fine-tuning on the positives."
+        return "only lowers the likelihood of the negatives, with no demonstration to anchor the model."
