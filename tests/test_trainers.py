@@ -105,30 +105,28 @@ def test_trainer_loss_matches_independent_computation(
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
 
 
-def test_ulma_moves_positives_up_and_negatives_down(model_dir, tokenizer, make_args):
-    """A small overfit run: relative to the reference, positives' log-probs rise and negatives' fall."""
-    dataset = toy_dataset(8)
-    args = make_args(ULMAConfig, max_steps=30, learning_rate=3e-3, beta=1.0, per_device_train_batch_size=8)
-    trainer = ULMATrainer(model=model_dir, args=args, train_dataset=dataset, processing_class=tokenizer)
+def overfit(trainer_class, config_class, model_dir, tokenizer, make_args):
+    """Train 30 steps on 8 rows; return the trainer, each row's log-prob shift from the reference, the positives."""
+    args = make_args(config_class, max_steps=30, learning_rate=3e-3, beta=1.0, per_device_train_batch_size=8)
+    trainer = trainer_class(model=model_dir, args=args, train_dataset=toy_dataset(8), processing_class=tokenizer)
     trainer.train()
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
     reference = AutoModelForCausalLM.from_pretrained(model_dir)
     shift = completion_logps(trainer.model, batch, True) - completion_logps(reference, batch, True)
-    positive = batch["score"] >= 1.0
+    return trainer, shift, batch["score"] >= 1.0
+
+
+def test_ulma_moves_positives_up_and_negatives_down(model_dir, tokenizer, make_args):
+    """A small overfit run: relative to the reference, positives' log-probs rise and negatives' fall behind."""
+    trainer, shift, positive = overfit(ULMATrainer, ULMAConfig, model_dir, tokenizer, make_args)
     assert shift[positive].mean() > 0.5
     assert shift[~positive].mean() < shift[positive].mean() - 0.5
-    metrics = trainer.evaluate(eval_dataset=dataset)  # evaluation scores every row under the reference
+    metrics = trainer.evaluate(eval_dataset=toy_dataset(8))  # evaluation scores every row under the reference
     assert metrics["eval_rewards/margins"] > 0.5 and metrics["eval_rewards/accuracies"] == 1.0
 
 
 def test_pointwise_dpo_separates_positives_from_negatives(model_dir, tokenizer, make_args):
-    args = make_args(PointwiseDPOConfig, max_steps=30, learning_rate=3e-3, beta=1.0, per_device_train_batch_size=8)
-    trainer = PointwiseDPOTrainer(model=model_dir, args=args, train_dataset=toy_dataset(8), processing_class=tokenizer)
-    trainer.train()
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
-    reference = AutoModelForCausalLM.from_pretrained(model_dir)
-    shift = completion_logps(trainer.model, batch, True) - completion_logps(reference, batch, True)
-    positive = batch["score"] >= 1.0
+    trainer, shift, positive = overfit(PointwiseDPOTrainer, PointwiseDPOConfig, model_dir, tokenizer, make_args)
     assert shift[positive].mean() > 0
     assert shift[~positive].mean() < 0
     assert logged(trainer, "rewards/accuracies")[-1] == 1.0

@@ -51,9 +51,9 @@ class LossOutput(NamedTuple):
 class GroupCounts(NamedTuple):
     """The sizes a loss is normalised by: positives, negatives, all examples, positive completion tokens.
 
-    By default a loss uses its batch's own counts. Under data parallelism, pass the counts summed over ranks and
-    divided by the number of ranks: each rank's loss then carries its share of the global means, and the averaged
-    gradient equals that of one process seeing the whole global batch.
+    By default a loss uses its batch's own counts. To train N micro-batches (ranks x gradient-accumulation steps) like
+    one big batch, pass the counts summed over all of them and divided by N: each micro-batch's loss then carries its
+    share of the big batch's means, and the averaged gradient equals that of the big batch.
     """
 
     positive: float

@@ -5,14 +5,15 @@ reference forwards (TRL's fused LM head, no full-vocabulary logits), reference p
 """
 
 import contextlib
+import hashlib
 import os
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import is_peft_model, tqdm
-from datasets import Dataset, IterableDataset, concatenate_datasets
+from accelerate.utils import broadcast_object_list, gather_object, is_peft_model, tqdm
+from datasets import Dataset, IterableDataset
 from datasets.fingerprint import Hasher
 from torch.utils.data import DataLoader
 from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
@@ -262,7 +263,11 @@ class PointwiseDPOTrainer(DPOTrainer):
         return sequence_logps(outputs.log_probs[:, -shift_mask.size(1) :], shift_mask, length_normalize=False)
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
-        """Add a ``ref_logps`` column (summed reference log-probs), cached on disk by dataset and model."""
+        """Add a ``ref_logps`` column (summed reference log-probs), cached on disk by dataset and model.
+
+        Rank 0 alone reads and writes the cache; the values reach the other ranks by collectives, never by file: an
+        in-memory dataset's cache directory is a per-process temporary directory, and nodes need not share a disk.
+        """
         if isinstance(dataset, IterableDataset):
             raise ValueError("`precompute_ref_log_probs=True` needs a map-style Dataset, not an IterableDataset.")
         if "ref_logps" in dataset.column_names:
@@ -271,36 +276,51 @@ class PointwiseDPOTrainer(DPOTrainer):
         # The collator's truncation decides which tokens are scored and the scope which rows: both key the cache
         key = (
             dataset._fingerprint,
-            self._precompute_model_hash,
+            self._precompute_model_hash if self._zero_stage() != 3 else self._zero3_model_hash(),
             self.args.max_length,
             self.args.truncation_mode,
             self._reference_scope(mode),
         )
+        # Rank 0 names the cache and decides whether it exists, so that every rank takes the same branch (only one
+        # runs collectives): an in-memory dataset's fingerprint is random, different on each rank
         fingerprint = Hasher.hash(("trl-ulma-ref-logps", key))
         cache_file = dataset._get_cache_file_path(fingerprint)
-        if not os.path.exists(cache_file):
-            loader = self.accelerator.prepare(
-                DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
-            )
-            if self.ref_model is None and self.is_deepspeed_enabled:
-                # Before `train`, DeepSpeed parameters are not placed (ZeRO-1/2) or sharded (ZeRO-3): run them in an
-                # inference engine, built once and reused for later splits
-                if self._precompute_engine is None:
-                    self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
-                model = self._precompute_engine
-            else:
-                model = self.ref_model if self.ref_model is not None else self.model
-            logps = [
-                self.accelerator.gather_for_metrics(self._reference_logps(model, batch, mode)).cpu()
-                for batch in tqdm(loader, desc=f"Computing reference log-probs for the {name} dataset")
-            ]
-            logps = torch.cat(logps)
-            if self.accelerator.is_main_process:
-                Dataset.from_dict({"ref_logps": logps.tolist()}).map(
-                    new_fingerprint=fingerprint, cache_file_name=cache_file
-                )
-            self.accelerator.wait_for_everyone()
-        return concatenate_datasets([dataset, Dataset.from_file(cache_file)], axis=1)
+        cached = [os.path.exists(cache_file)]
+        broadcast_object_list(cached, from_process=0)
+        if cached[0]:
+            values = [list(Dataset.from_file(cache_file)["ref_logps"]) if self.accelerator.is_main_process else None]
+            broadcast_object_list(values, from_process=0)
+            return dataset.add_column("ref_logps", values[0])
+
+        loader = self.accelerator.prepare(
+            DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
+        )
+        if self.ref_model is None and self.is_deepspeed_enabled:
+            # Before `train`, DeepSpeed parameters are not placed (ZeRO-1/2) or sharded (ZeRO-3): run them in an
+            # inference engine, built once and reused for later splits
+            if self._precompute_engine is None:
+                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+            model = self._precompute_engine
+        else:
+            model = self.ref_model if self.ref_model is not None else self.model
+        logps = [
+            self.accelerator.gather_for_metrics(self._reference_logps(model, batch, mode)).cpu()
+            for batch in tqdm(loader, desc=f"Computing reference log-probs for the {name} dataset")
+        ]
+        logps = torch.cat(logps).tolist()  # gathered: the same on every rank
+        if self.accelerator.is_main_process:
+            Dataset.from_dict({"ref_logps": logps}).map(new_fingerprint=fingerprint, cache_file_name=cache_file)
+        return dataset.add_column("ref_logps", logps)
+
+    def _zero3_model_hash(self) -> str:
+        """The reference model's hash under ZeRO-3, where TRL's (of `state_dict()`) sees only empty placeholders, the
+        same for any weights: each rank hashes its own shards, and the ranks' digests are combined."""
+        digest = hashlib.sha256()
+        reference = self.ref_model if self.ref_model is not None else self.model
+        for name, param in sorted(reference.named_parameters()):
+            digest.update(name.encode())
+            digest.update(getattr(param, "ds_tensor", param).detach().float().cpu().numpy().tobytes())
+        return Hasher.hash(gather_object([digest.hexdigest()]))
 
     def _reference_scope(self, mode: str) -> str:
         """Rows whose reference log-prob the loss reads in training: ``"all"``, ``"negatives"`` or ``"none"``.
@@ -329,20 +349,34 @@ class PointwiseDPOTrainer(DPOTrainer):
         plugin = self.accelerator.state.deepspeed_plugin
         return None if plugin is None else plugin.zero_stage
 
-    def _group_counts(self, scores: torch.Tensor, token_mask: torch.Tensor) -> GroupCounts:
-        """Group sizes summed over ranks and divided by their number (see `GroupCounts`)."""
-        positive = scores >= self.positive_threshold
-        local = torch.stack([positive.sum(), (~positive).sum(), torch.tensor(scores.numel(), device=scores.device),
-                             token_mask[positive].sum()]).to(torch.float64)
-        total = self.accelerator.gather(local[None]).sum(0) / self.accelerator.num_processes
-        return GroupCounts(*total.tolist())
+    def _group_counts(self, batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """`GroupCounts` of ``batches`` summed over them and over ranks, divided by their number times the number of
+        ranks, as a tensor (see `GroupCounts`): each batch's loss then carries its share of the means over them all."""
+        local = 0
+        for batch in batches:
+            positive = batch["score"] >= self.positive_threshold
+            token_mask = batch["completion_mask"][:, 1:]
+            rows = torch.tensor(positive.numel(), device=positive.device)
+            local = local + torch.stack([positive.sum(), (~positive).sum(), rows, token_mask[positive].sum()]).double()
+        return self.accelerator.gather(local[None]).sum(0) / (self.accelerator.num_processes * len(batches))
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Also give each micro-batch the group counts of its whole optimizer step, all the micro-batches of the
+        gradient-accumulation window on every rank: its losses then add up to the loss of one big batch."""
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batch_samples:
+            counts = self._group_counts(batch_samples)
+            for batch in batch_samples:
+                batch["group_counts"] = counts
+        return batch_samples, num_items_in_batch
 
     # ------------------------------------------------------------------------------------------------------------
     # Loss
     # ------------------------------------------------------------------------------------------------------------
     @staticmethod
     def _model_kwargs(inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-        kwargs = {k: v for k, v in inputs.items() if k not in ("completion_mask", "score", "ref_logps")}
+        skip = ("completion_mask", "score", "ref_logps", "group_counts")
+        kwargs = {k: v for k, v in inputs.items() if k not in skip}
         kwargs["use_cache"] = False
         return kwargs
 
@@ -362,6 +396,10 @@ class PointwiseDPOTrainer(DPOTrainer):
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
+        inputs = dict(inputs)
+        # Training batches carry their optimizer step's counts (`get_batch_samples`); evaluation normalises per batch
+        counts = inputs.pop("group_counts", None)
+        counts = GroupCounts(*(self._group_counts([inputs]) if counts is None else counts).tolist())
         completion_mask = inputs["completion_mask"]
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         model_kwargs = self._model_kwargs(inputs)
@@ -384,7 +422,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             policy_logps, ref_logps = policy_sum / num_tokens, ref_sum / num_tokens
 
         scores = inputs["score"].to(policy_logps.dtype)
-        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask, self._group_counts(scores, token_mask))
+        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask, counts)
         loss = result.loss
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss

@@ -1,0 +1,205 @@
+"""Two ranks on CPU (gloo), launched with the shipped accelerate and DeepSpeed configs, equal one process.
+
+Every launch runs `tests/scripts/train_distributed.py`, whose rows are ordered so that one rank gets no negatives
+while the other gets no positives, and one step has no negatives at all. One process reading the same rows (2 ranks
+x 2 rows = 1 process x 4 rows per step) is the reference: the logged losses, the reloaded checkpoints and the
+gathered metrics must match it. A collective that one rank skips would hang: the launch timeout turns that into a
+failure. Each shipped config is run as is, except for what a CPU needs (`cpu_config`).
+"""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "tests/scripts/train_distributed.py"
+TIMEOUT = 420
+# Rows per global step, rank 0 + rank 1 (the script's ORDER): a metric from rank 0 alone would differ
+POSITIVES = [2 + 0, 2 + 2, 1 + 1, 0 + 1]
+NEGATIVES = [0 + 2, 0 + 0, 1 + 1, 2 + 1]
+
+# Both trainers, with and without LoRA, with and without precomputed reference log-probs on each backend; the two
+# halves together are the full cross product
+CASES_A = ["ulma", "ulma+peft+precompute", "pointwise_dpo+peft", "pointwise_dpo+precompute"]
+CASES_B = ["ulma+peft", "ulma+precompute", "pointwise_dpo", "pointwise_dpo+peft+precompute"]
+# accelerate config: (engine, ZeRO stage, cases)
+LAUNCHES = {
+    "multi_gpu": ("DistributedDataParallel", None, CASES_A + ["ulma+resume"]),
+    "zero1": ("DeepSpeedEngine", 1, ["ulma+peft", "pointwise_dpo+precompute"]),
+    "zero2": ("DeepSpeedEngine", 2, CASES_B),
+    "zero3": ("DeepSpeedEngine", 3, CASES_A + ["ulma+peft+resume"]),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(command: list[str], env: dict | None = None) -> list:
+    """Run from the repository root (the configs name deepspeed_configs/ relative to it); its RESULT lines."""
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return [json.loads(line.removeprefix("RESULT ")) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def train(command: list[str], model_dir: str, output_dir: Path, batch_size: int, cases: list[str], env=None) -> dict:
+    """Run the training script (``command`` starts it) on ``cases``; its results by case."""
+    options = ["--model", model_dir, "--output-dir", str(output_dir), "--batch-size", str(batch_size), *cases]
+    return {result["case"]: result for result in run(command + options, env)}
+
+
+def cpu_config(name: str, directory: Path, num_processes: int = 2, deepspeed_config_file: str | None = None) -> Path:
+    """The shipped `accelerate_configs/<name>.yaml` with what a CPU run here needs: CPU, fp32, a free port."""
+    config = yaml.safe_load((ROOT / "accelerate_configs" / f"{name}.yaml").read_text())
+    config.update(use_cpu=True, num_processes=num_processes, main_process_port=free_port())
+    if "mixed_precision" in config:  # DeepSpeed configs have none: their JSON's "auto" follows the training args
+        config["mixed_precision"] = "no"
+    if deepspeed_config_file is not None:
+        config["deepspeed_config"]["deepspeed_config_file"] = deepspeed_config_file
+    path = directory / f"{name}-cpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def launch(config: Path, script: str = SCRIPT) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), script]
+
+
+def load_weights(checkpoint: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, reloaded as a user would: the model, or the base model with its adapters."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    peft = (Path(checkpoint) / "adapter_config.json").exists()
+    return (AutoPeftModelForCausalLM if peft else AutoModelForCausalLM).from_pretrained(checkpoint).state_dict()
+
+
+def assert_same_training(result: dict, expected: dict, micro_batches: int = 1) -> None:
+    """Gathered counts, finite metrics, the reference's losses, and a last checkpoint that reloads to its weights."""
+    logs = result["logs"]
+    assert [entry["step"] for entry in logs] == [1, 2, 3, 4]
+    # Counts are per micro-batch (over all ranks), averaged over the step's micro-batches
+    assert [entry["count/positive"] * micro_batches for entry in logs] == POSITIVES
+    assert [entry["count/negative"] * micro_batches for entry in logs] == NEGATIVES
+    assert all(math.isfinite(value) for entry in logs for value in entry.values()), logs
+    assert [entry["loss"] for entry in logs] == pytest.approx([entry["loss"] for entry in expected["logs"]], abs=1e-5)
+    final = load_weights(expected["checkpoint"])
+    torch.testing.assert_close(load_weights(result["checkpoint"]), final, rtol=0, atol=2e-5)
+    # Not vacuous: the last two steps alone move the weights far beyond that tolerance
+    middle = load_weights(expected["checkpoint"].replace("checkpoint-4", "checkpoint-2"))
+    assert max((final[name] - middle[name]).abs().max().item() for name in final) > 1e-3
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir, tmp_path_factory) -> dict[str, dict]:
+    """Every case in one process (the single-GPU config), 4 rows per step; ULMA also resumed, and accumulated."""
+    directory = tmp_path_factory.mktemp("reference")
+    config = cpu_config("single_gpu", directory, num_processes=1)
+    found = train(launch(config), model_dir, directory, 4, CASES_A + CASES_B + ["ulma+resume", "ulma+accumulate"])
+    assert {(result["world_size"], result["zero_stage"]) for result in found.values()} == {(1, None)}
+    return found
+
+
+@pytest.mark.slow
+def test_single_process_resume_ends_where_the_uninterrupted_run_does(reference):
+    assert_same_training(reference["ulma+resume"], reference["ulma"])
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_trains_like_one_big_batch(reference):
+    """2 micro-batches of 2 rows per step train like 1 batch of 4: ULMA's per-group means span the whole step."""
+    assert_same_training(reference["ulma+accumulate"], reference["ulma"], micro_batches=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", LAUNCHES)
+def test_two_ranks_match_one_process(config, reference, model_dir, tmp_path):
+    engine, stage, cases = LAUNCHES[config]
+    found = train(launch(cpu_config(config, tmp_path)), model_dir, tmp_path / "out", 2, cases)
+    assert sorted(found) == sorted(cases)
+    for case in cases:
+        assert (found[case]["world_size"], found[case]["engine"], found[case]["zero_stage"]) == (2, engine, stage)
+        assert_same_training(found[case], reference[case.replace("+resume", "")])
+
+
+@pytest.mark.slow
+def test_zero3_offload(reference, model_dir, tmp_path):
+    """Parameters and optimizer states offloaded to CPU memory.
+
+    The shipped JSON names DeepSpeed's CPU Adam, which would compile for minutes here: the test drops it for the
+    trainer's own AdamW (the same update), keeping the rest of the file.
+    """
+    settings = json.loads((ROOT / "deepspeed_configs/zero3_offload.json").read_text())
+    assert settings["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert settings["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    del settings["optimizer"]
+    settings["zero_force_ds_cpu_optimizer"] = False
+    (tmp_path / "zero3_offload.json").write_text(json.dumps(settings))
+    config = cpu_config("zero3_offload", tmp_path, deepspeed_config_file=str(tmp_path / "zero3_offload.json"))
+    cases = ["ulma", "pointwise_dpo+peft+precompute"]
+    found = train(launch(config), model_dir, tmp_path / "out", 2, cases)
+    for case in cases:
+        assert (found[case]["world_size"], found[case]["zero_stage"]) == (2, 3)
+        assert_same_training(found[case], reference[case])
+
+
+FAKE_SRUN = """#!/bin/bash
+# srun stand-in: the command once per node of the allocation, every node on this machine
+while [[ $1 == -* ]]; do shift; done
+pids=()
+for ((node = 0; node < SLURM_NNODES; node++)); do
+    SLURM_NODEID=$node SLURM_PROCID=$node "$@" &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status
+"""
+
+
+@pytest.mark.slow
+def test_slurm_script_launches_one_machine_per_node(reference, model_dir, tmp_path):
+    """scripts/slurm/ulma.slurm on a fake 2-node allocation (1 process per node) with the multi-node config."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in {
+        "srun": FAKE_SRUN,
+        "scontrol": "#!/bin/bash\necho 127.0.0.1\n",  # `scontrol show hostnames`: the first node's address
+        "accelerate": f'#!/bin/bash\nexec {sys.executable} -m accelerate.commands.accelerate_cli "$@"\n',
+    }.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = os.environ | {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_NNODES": "2",
+        "SLURM_JOB_NODELIST": "node[1-2]",
+        "GPUS_PER_NODE": "1",
+        "MAIN_PROCESS_PORT": str(free_port()),
+        "CONFIG": str(cpu_config("multi_node", tmp_path)),
+        "SCRIPT": SCRIPT,
+    }
+    found = train(["bash", "scripts/slurm/ulma.slurm"], model_dir, tmp_path / "out", 2, ["pointwise_dpo"], env)
+    assert (found["pointwise_dpo"]["world_size"], found["pointwise_dpo"]["zero_stage"]) == (2, 3)
+    assert_same_training(found["pointwise_dpo"], reference["pointwise_dpo"])
+
+
+@pytest.mark.slow
+def test_zero3_precompute_cache_tells_weights_apart(tmp_path):
+    """Under ZeRO-3 `state_dict()` holds empty placeholders, yet the precompute cache must still be keyed by the
+    weights: new weights in the same model directory must not get the old weights' reference log-probs."""
+    command = launch(cpu_config("zero3", tmp_path), "tests/scripts/precompute_cache.py")
+    [[old, new, again]] = run(command + ["--model-dir", str(tmp_path / "model"), "--output-dir", str(tmp_path / "out")])
+    assert len(old) == len(new) == 8
+    assert max(abs(a - b) for a, b in zip(old, new, strict=True)) > 1e-2
+    assert again == new
