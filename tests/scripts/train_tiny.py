@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import tempfile
 
 from transformers import PreTrainedTokenizerFast
@@ -28,4 +29,7 @@ trainer = ULMATrainer(
 )
 trainer.train()
 losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-print("RESULT " + json.dumps({"engine": type(trainer.model_wrapped).__name__, "losses": losses}))
+print("RESULT " + json.dumps({"engine": type(trainer.model_wrapped).__name__, "losses": losses}), flush=True)
+# Single-process DeepSpeed ZeRO-3 on CPU can abort while C++ threads are torn down at interpreter exit ("terminate
+# called without an active exception", seen once in 3 CI runs) after a successful run: the result is out, skip it.
+os._exit(0)
