@@ -8,7 +8,8 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM
 
-from trl_ulma.cli import detect_format, load_data, main
+from trl_ulma.cli import main
+from trl_ulma.data import detect_format, load_data
 from trl_ulma.testing import toy_rows
 
 

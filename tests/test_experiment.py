@@ -174,3 +174,14 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path, monkeypatch):
     assert all(sorted(values) == ["judge_score", "perplexity", "win_rate"] for values in bare["results"].values())
     assert experiment.NO_TOXICITY_NOTE in bare["notes"]
     assert "toxicity" not in Path(bare["files"]["table"]).read_text().splitlines()[0]
+
+
+def test_file_source_detects_raw_hh_transcripts(tmp_path):
+    """A raw HH file given as `source: file` is parsed as HH, not cut by the implicit-prompt prefix rule."""
+    path = tmp_path / "hh.jsonl"
+    pair = {"chosen": "\n\nHuman: hi\n\nAssistant: Sure.", "rejected": "\n\nHuman: hi\n\nAssistant: Sorry."}
+    path.write_text(json.dumps(pair) + "\n")
+    rows = load_rows({"source": "file", "path": str(path)})
+    assert rows["prompt"] == [[{"role": "user", "content": "hi"}]] * 2
+    answers = [[{"role": "assistant", "content": answer}] for answer in ("Sure.", "Sorry.")]
+    assert rows["completion"] == answers

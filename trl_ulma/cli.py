@@ -12,9 +12,10 @@ from typing import Any
 
 import yaml
 
+from .data import DATA_FORMATS
+
 
 TRAIN_COMMANDS = {"ulma": "ULMA", "pointwise-dpo": "point-wise DPO"}
-DATA_FORMATS = ("auto", "pointwise", "pairwise", "hh", "kto")
 SUMMARY_METRICS = {
     "eval_logps/chosen": "mean log-prob, positives",
     "eval_logps/rejected": "mean log-prob, negatives",
@@ -111,45 +112,6 @@ def _defaults(command: str, explicit: set[str]) -> dict[str, Any]:
     return defaults
 
 
-def load_data(name: str, config: str | None = None):
-    """A `DatasetDict` from a Hub name or a local path: json/jsonl(.gz), parquet, csv, or a `save_to_disk` folder."""
-    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-
-    path = Path(name)
-    if path.is_dir() and any((path / marker).exists() for marker in ("dataset_info.json", "dataset_dict.json")):
-        loaded = load_from_disk(str(path))
-        return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
-    if path.is_file():
-        suffixes = [s for s in path.suffixes if s != ".gz"]
-        builder = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
-        if not suffixes or suffixes[-1] not in builder:
-            raise ValueError(f"Cannot read {name}: use .json, .jsonl, .jsonl.gz, .parquet, .csv or .arrow.")
-        return load_dataset(builder[suffixes[-1]], data_files=str(path))
-    if isinstance(loaded := load_dataset(name, name=config), Dataset):
-        return DatasetDict({"train": loaded})
-    return loaded
-
-
-def detect_format(dataset) -> str:
-    """The `--dataset_format` of a dataset: hh, kto, pairwise or pointwise."""
-    columns = set(dataset.column_names)
-    if {"chosen", "rejected"} <= columns:
-        first = dataset[0]["chosen"]
-        return "hh" if isinstance(first, str) and first.lstrip("\n").startswith("Human:") else "pairwise"
-    if "messages" in columns and columns & {"label", "kto_tag"}:
-        return "kto"
-    return "pointwise"
-
-
-def to_training_format(dataset, data_format: str):
-    """Convert a dataset of `data_format` to rows the trainers accept."""
-    from . import data
-
-    data_format = detect_format(dataset) if data_format == "auto" else data_format
-    converters = {"hh": data.hh_to_pointwise, "kto": data.kto_to_pointwise}
-    return converters[data_format](dataset) if data_format in converters else dataset
-
-
 def prepare_datasets(script_args, extra: ULMAScriptArguments):
     """(train, held-out or None) datasets for a training command."""
     from datasets import DatasetDict
@@ -160,19 +122,21 @@ def prepare_datasets(script_args, extra: ULMAScriptArguments):
     if script_args.dataset_name is None:
         splits = DatasetDict({"train": load_demo_dataset("train"), "test": load_demo_dataset("test")})
     else:
-        splits = load_data(script_args.dataset_name, script_args.dataset_config)
+        splits = data.load_data(script_args.dataset_name, script_args.dataset_config)
         if script_args.dataset_train_split not in splits:
             raise ValueError(
                 f"--dataset_train_split={script_args.dataset_train_split!r} is not a split of {script_args.dataset_name}"
                 f" (splits: {list(splits)})."
             )
-        splits = DatasetDict({name: to_training_format(split, extra.dataset_format) for name, split in splits.items()})
+        splits = DatasetDict(
+            {name: data.convert_to_pointwise(split, extra.dataset_format) for name, split in splits.items()}
+        )
     train = splits[script_args.dataset_train_split]
     held_out = splits.get(script_args.dataset_test_split)
     if held_out is None and extra.eval_fraction > 0:
         train, held_out = data.split_by_prompt(train, extra.eval_fraction)
     if extra.demonstration_dataset_name is not None:
-        demonstrations = load_data(extra.demonstration_dataset_name)["train"]
+        demonstrations = data.load_data(extra.demonstration_dataset_name)["train"]
         train = data.mix_demonstrations(demonstrations, train, ratio=extra.demonstration_ratio)
     return train, held_out
 

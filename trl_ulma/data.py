@@ -17,15 +17,17 @@ import logging
 import math
 import random
 import re
+from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, IterableDataset, concatenate_datasets
+from datasets import Dataset, DatasetDict, IterableDataset, concatenate_datasets, load_dataset, load_from_disk
 from trl.data_utils import extract_prompt, is_conversational, unpair_preference_dataset
 
 
 logger = logging.getLogger(__name__)
 
 
+DATA_FORMATS = ("auto", "pointwise", "pairwise", "hh", "kto")
 POINTWISE_FORMAT_HELP = (
     "Point-wise rows need `prompt`, `completion` and exactly one of `label` (bool or 0/1) or `score` (float); "
     "paired rows need `chosen` and `rejected` (and optionally `prompt`)."
@@ -520,3 +522,53 @@ def split_by_prompt(
         rows.select([i for i, key in enumerate(keys) if key in train]),
         rows.select([i for i, key in enumerate(keys) if key in held_out]),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading and format detection
+# ----------------------------------------------------------------------------------------------------------------
+_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+
+
+def load_data(name: str, config: str | None = None) -> DatasetDict:
+    """A `DatasetDict` from a Hub name or a local path: json/jsonl(.gz), parquet, csv, or a `save_to_disk` folder."""
+    path = Path(name)
+    if path.is_dir() and any((path / marker).exists() for marker in ("dataset_info.json", "dataset_dict.json")):
+        loaded = load_from_disk(str(path))
+        return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    if path.is_file():
+        suffixes = [s for s in path.suffixes if s != ".gz"]
+        if not suffixes or suffixes[-1] not in _FILE_BUILDERS:
+            raise ValueError(f"Cannot read {name}: use .json, .jsonl, .jsonl.gz, .parquet, .csv or .arrow.")
+        return load_dataset(_FILE_BUILDERS[suffixes[-1]], data_files=str(path))
+    if isinstance(loaded := load_dataset(name, name=config), Dataset):
+        return DatasetDict({"train": loaded})
+    return loaded
+
+
+def detect_format(dataset: Dataset) -> str:
+    """The format of a dataset: ``hh`` (raw Anthropic HH transcripts), ``pairwise``, ``kto`` or ``pointwise``."""
+    columns = set(dataset.column_names)
+    if {"chosen", "rejected"} <= columns:
+        first = dataset[0]["chosen"]
+        return "hh" if isinstance(first, str) and first.lstrip("\n").startswith("Human:") else "pairwise"
+    if columns & {"messages", "conversations"} and columns & {"label", "kto_tag"}:
+        return "kto"
+    return "pointwise"
+
+
+def convert_to_pointwise(dataset: Dataset, data_format: str = "auto", drop_invalid: bool = False) -> Dataset:
+    """Rows of ``data_format`` (one of `DATA_FORMATS`; ``auto`` detects it) as point-wise rows.
+
+    ``drop_invalid`` applies to HH transcripts (see `hh_to_pairwise`); point-wise rows are returned unchanged.
+    """
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"Unknown data format {data_format!r}: use one of {list(DATA_FORMATS)}.")
+    data_format = detect_format(dataset) if data_format == "auto" else data_format
+    if data_format == "hh":
+        return hh_to_pointwise(dataset, drop_invalid=drop_invalid)
+    if data_format == "kto":
+        return kto_to_pointwise(dataset)
+    if data_format == "pairwise":
+        return pairwise_to_pointwise(dataset)
+    return dataset

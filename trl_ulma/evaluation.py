@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl.data_utils import _tokenize, is_conversational
 from trl.trainer.utils import pad, selective_log_softmax
 
-from .pointwise_dpo_trainer import _add_eos, _tokenize_row
+from .pointwise_dpo_trainer import DataCollatorForPointwisePreference, _add_eos, _tokenize_row
 
 
 METRICS = {  # name: (label in the table, which way is better)
@@ -80,24 +80,17 @@ def perplexity(
     A sequence longer than ``max_length`` loses its first tokens (the prompt's start), so the completion is scored.
     """
     device = next(model.parameters()).device
-    sequences = []
+    collate = DataCollatorForPointwisePreference(tokenizer.pad_token_id, max_length, truncation_mode="keep_end")
+    examples = []
     for row in rows:
         row = {"prompt": row["prompt"], "completion": row["completion"]}
         if not is_conversational(row):
             row = _add_eos(row, tokenizer.eos_token)
-        ids = _tokenize_row(row, tokenizer)
-        sequence = ids["prompt_ids"] + ids["completion_ids"]
-        mask = [0] * len(ids["prompt_ids"]) + [1] * len(ids["completion_ids"])
-        if max_length is not None:
-            sequence, mask = sequence[-max_length:], mask[-max_length:]
-        sequences.append((torch.tensor(sequence), torch.tensor(mask)))
+        examples.append(_tokenize_row(row, tokenizer) | {"score": 0.0})  # the collator needs a score: unused here
     total, count = 0.0, 0
-    for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
-        input_ids = pad([ids for ids, _ in chunk], padding_value=tokenizer.pad_token_id).to(device)
-        attention_mask = pad([torch.ones_like(ids) for ids, _ in chunk]).to(device)
-        completion_mask = pad([mask for _, mask in chunk]).to(device)
-        nll, tokens = completion_nll(model, input_ids, attention_mask, completion_mask)
+    for start in range(0, len(examples), batch_size):
+        batch = {key: value.to(device) for key, value in collate(examples[start : start + batch_size]).items()}
+        nll, tokens = completion_nll(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         total, count = total + nll, count + tokens
     return math.exp(total / count)
 

@@ -23,7 +23,6 @@ Config keys:
 Relative paths are resolved from the working directory.
 """
 
-import gzip
 import json
 import logging
 import shutil
@@ -41,7 +40,7 @@ from trl import DPOConfig, KTOConfig, RewardConfig, RLOOConfig, SFTConfig
 
 from . import baselines
 from .baselines import RLHF_NOTE, positives, scored_rows
-from .data import column_names, hh_to_pointwise, kto_to_pointwise, pairwise_to_pointwise, prompt_key, split_by_prompt
+from .data import column_names, convert_to_pointwise, load_data, prompt_key, split_by_prompt
 from .evaluation import (
     NO_TOXICITY_NOTE,
     TOXICITY_NOTE,
@@ -92,15 +91,6 @@ CURVE_KEYS = {"rlhf": "reward"}  # what each method's training curve plots; defa
 # --------------------------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------------------------
-def read_json_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSON list or JSON-lines file, gzipped or not."""
-    with (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8") as file:
-        text = file.read()
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def load_rows(spec: dict[str, Any]) -> Dataset:
     """Point-wise rows (``prompt``, ``completion``, ``label`` or ``score``) from a ``data`` config entry."""
     source = spec.get("source")
@@ -112,15 +102,8 @@ def load_rows(spec: dict[str, Any]) -> Dataset:
         raise ValueError(f"`data.source` must be 'toy', 'hh' or 'file', got {source!r}.")
     if "path" not in spec:
         raise ValueError(f"`data.source: {source}` needs a `path`.")
-    rows = Dataset.from_list(read_json_rows(spec["path"]))
-    if source == "hh":
-        return hh_to_pointwise(rows, drop_invalid=True)
-    columns = column_names(rows)
-    if "chosen" in columns and "rejected" in columns:
-        return pairwise_to_pointwise(rows)
-    if ("messages" in columns or "conversations" in columns) and "completion" not in columns:
-        return kto_to_pointwise(rows)
-    return rows
+    rows = load_data(spec["path"])["train"]
+    return convert_to_pointwise(rows, "hh" if source == "hh" else "auto", drop_invalid=source == "hh")
 
 
 def replace_positives(rows: Dataset, demonstrations: Dataset, positive_threshold: float = 1.0) -> tuple[Dataset, int]:

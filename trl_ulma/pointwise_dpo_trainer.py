@@ -25,7 +25,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, global_then_local_main_first, pad, use_adapter
 
 from .data import column_names, infer_score_type, to_pointwise
-from .losses import GroupCounts, LossOutput, pointwise_dpo_loss, sequence_logps
+from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
 
 
@@ -352,12 +352,9 @@ class PointwiseDPOTrainer(DPOTrainer):
     def _group_counts(self, batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """`GroupCounts` of ``batches`` summed over them and over ranks, divided by their number times the number of
         ranks, as a tensor (see `GroupCounts`): each batch's loss then carries its share of the means over them all."""
-        local = 0
-        for batch in batches:
-            positive = batch["score"] >= self.positive_threshold
-            token_mask = batch["completion_mask"][:, 1:]
-            rows = torch.tensor(positive.numel(), device=positive.device)
-            local = local + torch.stack([positive.sum(), (~positive).sum(), rows, token_mask[positive].sum()]).double()
+        counts = [batch_counts(b["score"], self.positive_threshold, b["completion_mask"][:, 1:]) for b in batches]
+        device = batches[0]["score"].device
+        local = torch.tensor([sum(column) for column in zip(*counts)], dtype=torch.float64, device=device)
         return self.accelerator.gather(local[None]).sum(0) / (self.accelerator.num_processes * len(batches))
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
