@@ -50,8 +50,13 @@ def test_derived_data_from_pairs_and_messages():
     assert unique_prompts(pairs)["prompt"] == [[{"role": "user", "content": "hi"}]]
 
 
-def test_ppo_is_refused_with_the_reason(model_dir):
-    with pytest.raises(ValueError, match=r"no PPOTrainer \(removed in TRL 1.13, huggingface/trl#7020\).*RLOO"):
+def test_ppo_is_refused_with_the_reason_when_not_configured(model_dir, monkeypatch):
+    """PPO runs in a separate TRL <= 1.12 environment (tests/test_ppo.py): without one, the error says how to get it."""
+    monkeypatch.delenv(baselines.PPO_PYTHON_ENV, raising=False)
+    with pytest.raises(
+        baselines.PPOUnavailableError,
+        match=r"no PPOTrainer: removed in TRL 1.13, huggingface/trl#7020\).*setup_ppo_env\.sh.*TRL_ULMA_PPO_PYTHON",
+    ):
         baselines.train_rlhf(model_dir, toy_dataset(8), "out", reward_model=model_dir, algorithm="ppo")
 
 

@@ -10,7 +10,8 @@ Data each method sees, from the same rows (positives: score >= ``positive_thresh
     sft            the positives, as prompt-completion rows (`trl.SFTTrainer`, loss on the completion)
     reward_model   preference pairs: within a prompt, each completion against every lower-scored one
                    (`trl.RewardTrainer`)
-    rlhf           the prompts, answered on-policy and scored by the reward model (`trl.RLOOTrainer`)
+    rlhf           the prompts, answered on-policy and scored by the reward model (`trl.RLOOTrainer`; or PPO,
+                   `trl.experimental.ppo.PPOTrainer` of TRL 1.12 run in a separate environment: see `train_rlhf`)
     dpo            the preference pairs (`trl.DPOTrainer`)
     kto            every row, labelled desirable if positive (`trl.KTOTrainer`)
     unlikelihood, pointwise_dpo, ulma   the rows themselves (`trl_ulma` trainers)
@@ -18,11 +19,19 @@ Prompts with a single completion, or completions of equal scores, give no pair: 
 fewer rows, which is the point the paper makes for point-wise feedback.
 """
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from pathlib import Path
 from typing import Any
 
 import trl
 from datasets import Dataset
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from trl import (
     DPOConfig,
     DPOTrainer,
@@ -35,20 +44,48 @@ from trl import (
     SFTConfig,
     SFTTrainer,
 )
+from trl.data_utils import is_conversational
 
 from .data import column_names, infer_score_type, prompt_key, to_pointwise
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
+from .ppo_runner import UNAVAILABLE
 from .ulma_config import ULMAConfig
 from .ulma_trainer import ULMATrainer
 from .unlikelihood_config import UnlikelihoodConfig
 from .unlikelihood_trainer import UnlikelihoodTrainer
 
 
-RLHF_NOTE = (
-    f"TRL {trl.__version__} has no PPOTrainer (removed in TRL 1.13, huggingface/trl#7020), so the RLHF baseline is a "
-    "reward model + RLOO (`trl.RLOOTrainer`, TRL's on-policy RL trainer with a reward model and a KL penalty), not PPO."
+RLHF_ALGORITHMS = ("rloo", "ppo")
+PPO_PYTHON_ENV = "TRL_ULMA_PPO_PYTHON"
+PPO_RUNNER = Path(__file__).with_name("ppo_runner.py")
+PPO_SETUP = (
+    "Build it with `bash scripts/setup_ppo_env.sh` (a separate virtual environment with TRL 1.12, the last release "
+    f"with PPOTrainer) and set {PPO_PYTHON_ENV} to the Python it prints, or pass `ppo_python` (YAML: "
+    "`methods.rlhf.ppo_python`)."
 )
+
+
+def rlhf_note(algorithm: str = "rloo") -> str:
+    """What the RLHF baseline ran, for reports."""
+    if algorithm == "ppo":
+        return (
+            "The RLHF baseline is a reward model + PPO: `trl.experimental.ppo.PPOTrainer` of TRL <= 1.12, run in a "
+            f"separate environment since TRL {trl.__version__} has none (removed in TRL 1.13, huggingface/trl#7020); "
+            "its value model starts from the reward model."
+        )
+    return (
+        "The RLHF baseline is a reward model + RLOO (`trl.RLOOTrainer`, TRL's on-policy RL trainer with a reward "
+        f"model and a KL penalty), not PPO: TRL {trl.__version__} has no PPOTrainer (removed in TRL 1.13, "
+        "huggingface/trl#7020). `algorithm: ppo` runs PPO in a separate TRL 1.12 environment (`scripts/setup_ppo_env.sh`)."
+    )
+
+
+RLHF_NOTE = rlhf_note("rloo")  # the default algorithm's
+
+
+class PPOUnavailableError(RuntimeError):
+    """No usable PPO environment: none configured, a missing Python, or one whose TRL has no PPOTrainer."""
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -134,14 +171,30 @@ def train_rlhf(
     processing_class: PreTrainedTokenizerBase | None = None,
     reward_processing_class: PreTrainedTokenizerBase | None = None,
     algorithm: str = "rloo",
+    ppo_python: str | None = None,
     **config,
 ) -> str:
-    """On-policy RL from the base model against ``reward_model`` (a `train_reward_model` output): `trl.RLOOTrainer`.
+    """On-policy RL from the base model against ``reward_model`` (a `train_reward_model` output).
 
-    ``algorithm="ppo"`` raises: see `RLHF_NOTE`.
+    ``algorithm="rloo"`` (default): `trl.RLOOTrainer`; ``config`` are `RLOOConfig` fields.
+
+    ``algorithm="ppo"``: TRL 1.13 removed PPOTrainer, so `trl_ulma/ppo_runner.py` runs TRL 1.12's
+    `trl.experimental.ppo.PPOTrainer` in a separate environment: the Python ``ppo_python``, else
+    ``$TRL_ULMA_PPO_PYTHON`` (``bash scripts/setup_ppo_env.sh`` builds it and prints it). ``config`` are that
+    TRL's `PPOConfig` fields (``max_steps`` becomes ``total_episodes``, see the runner). The prompts are tokenized here
+    as RLOO does (chat template with the generation prompt for conversations, the tokenizer's plain encoding for
+    strings). The reward model is also the value model's start, and scores the policy's token ids directly, so it
+    must share the policy's tokenizer (``reward_processing_class`` is only checked against it). Raises
+    `PPOUnavailableError` (naming the fix) without a usable environment, `RuntimeError` with the end of the
+    runner's output if PPO fails.
     """
-    if algorithm != "rloo":
-        raise ValueError(f"RLHF `algorithm={algorithm!r}` is not available. {RLHF_NOTE}")
+    if algorithm not in RLHF_ALGORITHMS:
+        raise ValueError(f"RLHF `algorithm` must be one of {RLHF_ALGORITHMS}, got {algorithm!r}.")
+    if algorithm == "ppo":
+        python = find_ppo_python(ppo_python)
+        return _train_ppo(
+            python, model, dataset, output_dir, reward_model, processing_class, reward_processing_class, config
+        )
     args = RLOOConfig(output_dir=output_dir, **config)
     trainer = RLOOTrainer(
         model,
@@ -152,6 +205,78 @@ def train_rlhf(
         reward_processing_classes=reward_processing_class,
     )
     return _finish(trainer, output_dir)
+
+
+def find_ppo_python(ppo_python: str | None = None) -> str:
+    """The PPO environment's Python: ``ppo_python``, else ``$TRL_ULMA_PPO_PYTHON`` (a path or a command name).
+
+    Raises `PPOUnavailableError`, naming the fix, when neither is set or the Python is not an executable file.
+    """
+    source = "`ppo_python`" if ppo_python else f"${PPO_PYTHON_ENV}"
+    python = ppo_python or os.environ.get(PPO_PYTHON_ENV)
+    if not python:
+        raise PPOUnavailableError(
+            f"RLHF `algorithm='ppo'` needs a Python environment with TRL <= 1.12 ("
+            f"TRL {trl.__version__} has no PPOTrainer: removed in TRL 1.13, huggingface/trl#7020), and none is "
+            f"configured. {PPO_SETUP}"
+        )
+    found = shutil.which(python)
+    if found is None:
+        raise PPOUnavailableError(
+            f"The PPO Python {python!r} (from {source}) does not exist or is not executable. {PPO_SETUP}"
+        )
+    return found
+
+
+def _local(path: str) -> str:
+    """Local paths made absolute (the runner may resolve them elsewhere); Hub ids as given."""
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
+
+
+def _train_ppo(python, model, dataset, output_dir, reward_model, processing_class, reward_processing_class, config):
+    tokenizer = processing_class or AutoTokenizer.from_pretrained(model)
+    if reward_processing_class is not None and reward_processing_class.get_vocab() != tokenizer.get_vocab():
+        raise ValueError("PPO scores the policy's token ids: the reward model must share the policy's tokenizer.")
+    prompts = list(unique_prompts(dataset)["prompt"])
+    if is_conversational({"prompt": prompts[0]}):
+        tokenized = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)
+        input_ids = tokenized["input_ids"]
+    else:
+        input_ids = tokenizer(text=prompts)["input_ids"]
+
+    with tempfile.TemporaryDirectory(prefix="trl_ulma_ppo_") as work:
+        work = Path(work)
+        tokenizer.save_pretrained(work / "tokenizer")
+        with open(work / "prompts.jsonl", "w") as file:
+            file.writelines(json.dumps({"input_ids": list(ids)}) + "\n" for ids in input_ids)
+        spec = {
+            "model": _local(model),
+            "reward_model": _local(reward_model),
+            "tokenizer": str(work / "tokenizer"),
+            "prompts": str(work / "prompts.jsonl"),
+            "output_dir": str(Path(output_dir).resolve()),
+            "config": config,
+        }
+        (work / "spec.json").write_text(json.dumps(spec, indent=2))
+        # -I: neither PYTHONPATH, the user site nor the runner's folder (this package) on the path; -u: unbuffered
+        status, tail = _stream([python, "-I", "-u", str(PPO_RUNNER), "--spec", str(work / "spec.json")])
+    if status == UNAVAILABLE:
+        raise PPOUnavailableError(f"The PPO Python {python} cannot run PPO:\n{tail}\n{PPO_SETUP}")
+    if status != 0:
+        raise RuntimeError(f"PPO failed (exit status {status}, Python {python}); the end of its output:\n{tail}")
+    return output_dir
+
+
+def _stream(command: list[str], keep: int = 40) -> tuple[int, str]:
+    """Run ``command``, echoing its output (stdout and stderr) to stderr; returns its status and last lines."""
+    tail: deque[str] = deque(maxlen=keep)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as process:
+        for line in process.stdout:
+            sys.stderr.write(line)
+            tail.append(line.rstrip("\r\n").rsplit("\r", 1)[-1])  # the last state of a progress bar
+    return process.returncode, "\n".join(tail)
 
 
 def train_dpo(model: str, dataset: Dataset, output_dir: str, processing_class=None, **config) -> str:

@@ -17,7 +17,10 @@ Config keys:
                 ``demonstrations`` (same keys as ``data``: better answers replacing the positives of their prompts)
     training    TRL config fields given to every method whose config has them (e.g. ``learning_rate``, ``max_length``)
     methods     method name -> its own config fields, for the methods to run (``base`` is the untrained model; the
-                ``rlhf`` entry may set ``algorithm``)
+                ``rlhf`` entry may set ``algorithm``: ``rloo``, the default, or ``ppo``: TRL 1.12's PPO in a separate
+                environment, ``ppo_python`` or ``$TRL_ULMA_PPO_PYTHON``, see `baselines.train_rlhf`; it takes only
+                `TrainingArguments` fields from ``training``, ``max_steps`` x batch being PPO's ``total_episodes``,
+                and TRL 1.12 `PPOConfig` fields here, e.g. ``response_length``, ``kl_coef``)
     judge       optional ``model`` (default: the base model) and RewardConfig fields over the reward model's
     evaluation  `GenerationSettings` fields and ``max_length`` (perplexity and judge)
 Relative paths are resolved from the working directory.
@@ -35,11 +38,11 @@ from typing import Any
 import yaml
 from datasets import Dataset
 from datasets.fingerprint import Hasher
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, TrainingArguments
 from trl import DPOConfig, KTOConfig, RewardConfig, RLOOConfig, SFTConfig
 
 from . import baselines
-from .baselines import RLHF_NOTE, positives, scored_rows
+from .baselines import positives, rlhf_note, scored_rows
 from .data import column_names, convert_to_pointwise, load_data, prompt_key, split_by_prompt
 from .evaluation import (
     NO_TOXICITY_NOTE,
@@ -233,8 +236,15 @@ class Experiment:
     # ---------------------------------------------------------------------------------------------------------------
     # Training
     # ---------------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _config_class(method: str, overrides: dict[str, Any]) -> type:
+        """The config class whose fields ``method`` takes from ``training``."""
+        if method == "rlhf" and overrides.get("algorithm") == "ppo":
+            return TrainingArguments  # TRL 1.12's PPOConfig, not importable here, extends it
+        return TRAINERS[method][1]
+
     def _settings(self, method: str, overrides: dict[str, Any]) -> dict[str, Any]:
-        config_fields = {f.name for f in fields(TRAINERS[method][1])}
+        config_fields = {f.name for f in fields(self._config_class(method, overrides))}
         settings = {key: value for key, value in self.training.items() if key in config_fields}
         settings.setdefault("seed", self.seed)
         if "positive_threshold" in config_fields or method in ("sft", "kto"):
@@ -325,7 +335,9 @@ class Experiment:
                 "`base` is the untrained base model."
             ),
         ]
-        return notes + ([RLHF_NOTE] if "rlhf" in self.methods else [])
+        if "rlhf" in self.methods:
+            notes.append(rlhf_note((self.methods["rlhf"] or {}).get("algorithm", "rloo")))
+        return notes
 
     def _evaluate_one(self, method, path, fingerprints, judge, references, held_out_positives, toxicity):
         output_dir = self.run_dir / method
