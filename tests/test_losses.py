@@ -20,7 +20,14 @@ import math
 import pytest
 import torch
 
-from trl_ulma.losses import LossOutput, pointwise_dpo_loss, sequence_logps, ulma_loss, unlikelihood_loss
+from trl_ulma.losses import (
+    LossOutput,
+    balanced_preference_weight,
+    pointwise_dpo_loss,
+    sequence_logps,
+    ulma_loss,
+    unlikelihood_loss,
+)
 
 
 # The running example. h = policy - ref = [0.5, 0.0, -1.0, 0.5].
@@ -484,6 +491,48 @@ def test_grad_ulma_positive_is_sft(h, log_z, beta, reduction):
         ulma_loss, h, scores=t([1.0]), beta=beta, log_z=log_z, reduction=reduction, sft_loss_type="beta_nll"
     )
     assert_close(g_beta, -beta)
+
+
+def test_ulma_preference_weight_hand_example():
+    # test_ulma_hand_example with the negatives' term times 3: 2 + 3 * 0.759543... = 4.278629...
+    out = ulma_loss(t(POLICY), t(REF), t(HARD_LABELS), beta=0.5, preference_weight=3.0)
+    assert_close(out.sft_loss, 2.0)
+    assert_close(out.preference_loss, 3 * 0.7595433002193943)
+    assert_close(out.loss, 4.278629900658183)
+    assert_close(ulma_loss(t(POLICY), t(REF), t(HARD_LABELS), preference_weight=0.0).loss, 2.0)
+
+
+@pytest.mark.parametrize(
+    "beta, score_type, sft_loss_type, expected",
+    [
+        (0.1, "binary", "nll", 20.0),  # 1 / (0.1 / 2)
+        (0.5, "binary", "nll", 4.0),
+        (0.5, "binary", "token_nll", 4.0),
+        (0.5, "binary", "beta_nll", 2.0),  # 0.5 / (0.5 / 2)
+        (0.5, "binary", "pointwise_dpo", 1.0),
+        (0.1, "continuous", "nll", 5.0),  # 1 / (2 * 0.1)
+        (0.5, "continuous", "beta_nll", 0.5),  # 0.5 / (2 * 0.5)
+    ],
+)
+def test_balanced_preference_weight_values(beta, score_type, sft_loss_type, expected):
+    assert balanced_preference_weight(beta, score_type, sft_loss_type) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
+def test_grad_balanced_negative_starts_at_the_positive_weight_and_decays(beta):
+    """With the balanced weight, a negative at u = 0 is pushed down exactly as hard as a positive is pulled up (1);
+    the push fades as the negative falls below the reference, and grows (up to 2) above it."""
+    weight = balanced_preference_weight(beta)
+    for h, expected in ((0.0, 1.0), (-3.0 / beta, 2 * sigmoid(-3.0)), (1.0 / beta, 2 * sigmoid(1.0))):
+        g = grad_wrt_policy(ulma_loss, h, scores=t([0.0]), beta=beta, reduction="mean", preference_weight=weight)
+        assert_close(g, expected)
+    assert_close(sft_grad(0.0), -1.0)
+    # continuous scores: the gradient per unit of reward error is the positive's, 1
+    weight = balanced_preference_weight(beta, "continuous")
+    g = grad_wrt_policy(
+        ulma_loss, 0.0, scores=t([0.5]), beta=beta, score_type="continuous", reduction="mean", preference_weight=weight
+    )
+    assert_close(g, -0.5)
 
 
 @pytest.mark.parametrize("z", [0.5, -1.0, 3.0])

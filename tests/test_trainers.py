@@ -98,11 +98,36 @@ def test_trainer_loss_matches_independent_computation(
     u = 0.5 * h + 0.2
     z = batch["score"]
     positive = z >= 1.0
-    if trainer_class is ULMATrainer:  # per_group: -mean_pos logp + mean_neg -log sigmoid(-u)
-        expected = -completion_logps(policy, batch, length_normalize)[positive].mean() - F.logsigmoid(-u[~positive]).mean()
+    if trainer_class is ULMATrainer:  # per_group: -mean_pos logp + weight * mean_neg -log sigmoid(-u)
+        weight = 0.25 * 2 / 0.5  # preference_balance=0.25 (the default) times the balanced weight 2 / beta
+        sft = -completion_logps(policy, batch, length_normalize)[positive].mean()
+        expected = sft - weight * F.logsigmoid(-u[~positive]).mean()
     else:  # mean over examples of the logistic loss
         expected = -(z * F.logsigmoid(u) + (1 - z) * F.logsigmoid(-u)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("preference_balance, weight", [(None, 1.0), (0.0, 0.0), (1.0, 8.0), (0.25, 2.0)])
+def test_ulma_preference_balance_weights_the_negatives_term(
+    preference_balance, weight, model_dir, tokenizer, make_args
+):
+    """beta = 0.25: the paper's plain sum (None, weight 1), SFT alone (0), a negative's initial gradient as strong
+    as a positive's (1: weight 2 / beta = 8), the default (0.25: weight 2). Only the negatives' term is scaled."""
+    args = make_args(ULMAConfig, beta=0.25, preference_balance=preference_balance)
+    trainer = ULMATrainer(model=model_dir, args=args, train_dataset=toy_dataset(8), processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch).item()
+    sft = trainer._metrics["train"]["loss/sft"][-1]
+    preference = trainer._metrics["train"]["loss/preference"][-1]
+    assert preference == pytest.approx(weight * math.log(2), rel=1e-5)  # at initialisation u = 0
+    assert loss == pytest.approx(sft + preference, rel=1e-5)
+    assert sft > 1.0
+
+
+def test_ulma_preference_balance_must_be_non_negative(make_args):
+    with pytest.raises(ValueError, match="preference_balance"):
+        make_args(ULMAConfig, preference_balance=-1.0)
 
 
 def overfit(trainer_class, config_class, model_dir, tokenizer, make_args):

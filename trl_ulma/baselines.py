@@ -77,7 +77,8 @@ def rlhf_note(algorithm: str = "rloo") -> str:
     return (
         "The RLHF baseline is a reward model + RLOO (`trl.RLOOTrainer`, TRL's on-policy RL trainer with a reward "
         f"model and a KL penalty), not PPO: TRL {trl.__version__} has no PPOTrainer (removed in TRL 1.13, "
-        "huggingface/trl#7020). `algorithm: ppo` runs PPO in a separate TRL 1.12 environment (`scripts/setup_ppo_env.sh`)."
+        "huggingface/trl#7020). `algorithm: ppo` runs PPO in a separate TRL 1.12 environment "
+        "(`scripts/setup_ppo_env.sh`)."
     )
 
 

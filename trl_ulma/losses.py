@@ -13,6 +13,13 @@ ULMA keeps that term on negatives (z < positive_threshold) and replaces it on po
 negative log-likelihood with no KL regulariser. On a positive, d/dtheta of the point-wise DPO term is
 beta * sigmoid(-u) times the SFT gradient; ULMA sets that weight to 1.
 
+The balance of ULMA's two terms: per example, the SFT term pulls a positive up with weight 1 on grad log pi, while
+the binary negative term pushes a negative down with weight beta * sigmoid(u), beta / 2 at the start (u = 0): twenty
+times weaker at the paper's beta = 0.1. ``preference_weight`` multiplies the negative term; the weight
+`balanced_preference_weight` (2 / beta) makes the two equal at the start, after which the push still decays as the
+negative falls below the reference (sigmoid(u) -> 0): beta then sets how far negatives are pushed, and a fraction of
+that weight (`ULMAConfig.preference_balance`) how hard.
+
 Every function takes per-example sequence log-probs (see `sequence_logps`) and returns a `LossOutput` whose
 ``rewards`` are the per-example implicit rewards beta * h, for logging.
 """
@@ -97,6 +104,24 @@ def pointwise_term(u: torch.Tensor, scores: torch.Tensor, score_type: ScoreType)
     raise ValueError(f"`score_type` must be one of {list(SCORE_TYPES)}, got {score_type!r}.")
 
 
+def balanced_preference_weight(
+    beta: float, score_type: ScoreType = "binary", sft_loss_type: SFTLossType = "nll"
+) -> float:
+    """The ``preference_weight`` that gives a negative's initial gradient (u = 0) a positive's weight.
+
+    A positive's gradient weight on grad log pi is 1 (``nll``, ``token_nll``), beta (``beta_nll``), or that of the
+    point-wise DPO term (``pointwise_dpo``: already balanced, weight 1). A negative's is beta * sigmoid(0) = beta / 2
+    (binary), or 2 * beta per unit of reward error |z - u| (continuous).
+    """
+    _check_option("score_type", score_type, SCORE_TYPES)
+    _check_option("sft_loss_type", sft_loss_type, SFT_LOSS_TYPES)
+    if sft_loss_type == "pointwise_dpo":
+        return 1.0
+    positive = beta if sft_loss_type == "beta_nll" else 1.0
+    negative = beta / 2 if score_type == "binary" else 2 * beta
+    return positive / negative
+
+
 def _safe_divide(value: torch.Tensor, count: float) -> torch.Tensor:
     return value / count if count > 0 else value  # an empty group's sum is 0, and stays 0
 
@@ -164,6 +189,7 @@ def ulma_loss(
     token_logps: torch.Tensor | None = None,
     token_mask: torch.Tensor | None = None,
     counts: GroupCounts | None = None,
+    preference_weight: float = 1.0,
 ) -> LossOutput:
     """ULMA: an SFT term on positives (score >= ``positive_threshold``), the point-wise DPO term on negatives.
 
@@ -174,7 +200,8 @@ def ulma_loss(
                           ``token_mask``, (B, T)); longer completions weigh more
         ``pointwise_dpo`` the point-wise DPO term, which makes this function equal `pointwise_dpo_loss`
     Negative term: the point-wise DPO term, -log sigmoid(-u) for a hard 0 label (the full logistic loss for soft
-    labels) or (z - u)^2 for continuous scores.
+    labels) or (z - u)^2 for continuous scores, times ``preference_weight`` (1: the paper; see
+    `balanced_preference_weight`).
 
     ``ref_logps`` may hold NaN on positive rows unless ``sft_loss_type="pointwise_dpo"``: the SFT terms never read it.
     Other arguments as in `pointwise_dpo_loss`.
@@ -188,7 +215,7 @@ def ulma_loss(
     scores = scores.to(policy_logps.dtype)
 
     neg_u = beta * (policy_logps[negative] - ref_logps[negative]) + log_z
-    neg_terms = pointwise_term(neg_u, scores[negative], score_type)
+    neg_terms = preference_weight * pointwise_term(neg_u, scores[negative], score_type)
 
     pos_logps = policy_logps[positive]
     if sft_loss_type == "nll":

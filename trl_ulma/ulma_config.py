@@ -19,6 +19,13 @@ class ULMAConfig(PointwiseDPOConfig):
             The term on positives. `"nll"`: -log pi(y|x) (ULMA). `"beta_nll"`: -beta * log pi(y|x). `"token_nll"`:
             token-level cross-entropy over all positive tokens of the batch. `"pointwise_dpo"`: the point-wise DPO term,
             which turns ULMA into point-wise DPO.
+        preference_balance (`float` or `None`, *optional*, defaults to `0.25`):
+            How hard negatives are pushed down relative to how hard positives are pulled up, at the start: the
+            negatives' term is weighted so that a negative's initial gradient weighs `preference_balance` times a
+            positive's (`trl_ulma.losses.balanced_preference_weight`). The push still fades as a negative falls below
+            the reference, so beta sets how far negatives go and this sets how hard. `None` is the paper's plain sum
+            of the two terms, where the share is beta / 2 (0.05 at beta = 0.1: ULMA then barely moves away from
+            negatives). The default comes from `benchmarks/ulma_sensitivity.py` (see the README).
     """
 
     reduction: str = field(
@@ -35,8 +42,20 @@ class ULMAConfig(PointwiseDPOConfig):
             "choices": list(SFT_LOSS_TYPES),
         },
     )
+    preference_balance: float | None = field(
+        default=0.25,
+        metadata={
+            "help": "A negative's initial gradient weight as a share of a positive's (the negatives' term is scaled to "
+            "match). None: the paper's plain sum, where the share is beta/2."
+        },
+    )
 
     def __post_init__(self):
         if self.sft_loss_type not in SFT_LOSS_TYPES:
             raise ValueError(f"`sft_loss_type` must be one of {list(SFT_LOSS_TYPES)}, got {self.sft_loss_type!r}.")
+        if self.preference_balance is not None and not self.preference_balance >= 0:
+            raise ValueError(
+                "`preference_balance` must be >= 0, or None for the paper's plain sum; "
+                f"got {self.preference_balance!r}."
+            )
         super().__post_init__()

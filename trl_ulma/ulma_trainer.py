@@ -1,6 +1,6 @@
 """`ULMATrainer`: ULMA's one-step alignment (SFT on positives, point-wise DPO on negatives) as a `trl.DPOTrainer`."""
 
-from .losses import GroupCounts, LossOutput, ulma_loss
+from .losses import GroupCounts, LossOutput, balanced_preference_weight, ulma_loss
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
 from .ulma_config import ULMAConfig
 
@@ -24,6 +24,12 @@ class ULMATrainer(PointwiseDPOTrainer):
     _name = "ULMA"
     _config_class = ULMAConfig
 
+    def _preference_weight(self) -> float:
+        """The weight on the negatives' term: 1 for the paper's plain sum, else from `preference_balance`."""
+        if self.preference_balance is None:
+            return 1.0
+        return self.preference_balance * balanced_preference_weight(self.beta, self.score_type, self.sft_loss_type)
+
     def _reference_scope(self, mode: str) -> str:
         # The SFT term never reads the reference: training skips its forward on positives (eval keeps every row)
         return "negatives" if mode == "train" and self.sft_loss_type != "pointwise_dpo" else "all"
@@ -42,6 +48,7 @@ class ULMATrainer(PointwiseDPOTrainer):
             token_logps=token_logps,
             token_mask=token_mask,
             counts=counts,
+            preference_weight=self._preference_weight(),
         )
 
     def _degenerate_note(self, missing: str) -> str:
