@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, held_out = split_by_prompt(rows, args.eval_prompts, seed=0, train_prompts=args.train_pairs)
     eval_rows = held_out.to_list()
     base = score(model, tokenizer, eval_rows)
-    results = {"base": compare(base, base)}
+    results = {"base": compare(base, base) | {"pair_accuracy": None}}  # no change, so nothing to compare
     print(f"{len(train)} training rows, {len(eval_rows)} held-out rows; base: {results['base']}")
     variants = {label: VARIANTS[label] for label in args.variants} if args.variants else VARIANTS
     for label, fields in variants.items():
@@ -140,9 +140,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     lines = [header, "|---|---|---|---|---|"]
     for label, m in results.items():
+        accuracy = "" if m["pair_accuracy"] is None else f"{m['pair_accuracy']:.3f}"
         lines.append(
             f"| {label} | {m['positive_logp_change']:+.3f} | {m['negative_logp_change']:+.3f} | "
-            f"{m['perplexity_chosen']:.2f} | {m['pair_accuracy']:.3f} |"
+            f"{m['perplexity_chosen']:.2f} | {accuracy} |"
         )
     table = "\n".join(lines)
     print(table)
