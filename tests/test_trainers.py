@@ -125,6 +125,28 @@ def test_ulma_preference_balance_weights_the_negatives_term(
     assert sft > 1.0
 
 
+@pytest.mark.parametrize("preference_balance, equal", [(None, True), (1.0, True), (0.25, False)])
+def test_ulma_with_pointwise_dpo_term_is_pointwise_dpo(preference_balance, equal, model_dir, tokenizer, make_args):
+    """sft_loss_type="pointwise_dpo" is point-wise DPO when the negatives keep weight 1 (None; or balance 1, since the
+    two terms are already balanced); the default balance 0.25 weakens the push."""
+    reference = build_tiny_model(tokenizer, seed=1)  # differs from the policy, so u != 0
+    losses = []
+    for trainer_class, extra in (
+        (PointwiseDPOTrainer, {}),
+        (ULMATrainer, {"sft_loss_type": "pointwise_dpo", "preference_balance": preference_balance}),
+    ):
+        args = make_args(trainer_class._config_class, beta=0.5, reduction="mean", **extra)
+        policy = AutoModelForCausalLM.from_pretrained(model_dir)
+        trainer = trainer_class(
+            model=policy, ref_model=copy.deepcopy(reference), args=args, train_dataset=toy_dataset(8),
+            processing_class=tokenizer,
+        )
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+        trainer.model.train()
+        losses.append(trainer.compute_loss(trainer.model, batch).item())
+    assert (losses[0] == pytest.approx(losses[1], rel=1e-6)) is equal
+
+
 def test_ulma_preference_balance_must_be_non_negative(make_args):
     with pytest.raises(ValueError, match="preference_balance"):
         make_args(ULMAConfig, preference_balance=-1.0)

@@ -198,7 +198,8 @@ def ulma_loss(
         ``beta_nll``      -beta * logp                (the upper bound of point-wise DPO's adaptive weight)
         ``token_nll``     token-level cross-entropy over all positive tokens of the batch (needs ``token_logps`` and
                           ``token_mask``, (B, T)); longer completions weigh more
-        ``pointwise_dpo`` the point-wise DPO term, which makes this function equal `pointwise_dpo_loss`
+        ``pointwise_dpo`` the point-wise DPO term, which makes this function equal `pointwise_dpo_loss` (with
+                          ``preference_weight=1``)
     Negative term: the point-wise DPO term, -log sigmoid(-u) for a hard 0 label (the full logistic loss for soft
     labels) or (z - u)^2 for continuous scores, times ``preference_weight`` (1: the paper; see
     `balanced_preference_weight`).

@@ -18,7 +18,7 @@ class ULMAConfig(PointwiseDPOConfig):
         sft_loss_type (`str`, *optional*, defaults to `"nll"`):
             The term on positives. `"nll"`: -log pi(y|x) (ULMA). `"beta_nll"`: -beta * log pi(y|x). `"token_nll"`:
             token-level cross-entropy over all positive tokens of the batch. `"pointwise_dpo"`: the point-wise DPO term,
-            which turns ULMA into point-wise DPO.
+            which with `preference_balance=None` (and the same `reduction`) turns ULMA into point-wise DPO.
         preference_balance (`float` or `None`, *optional*, defaults to `0.25`):
             How hard negatives are pushed down relative to how hard positives are pulled up, at the start: the
             negatives' term is weighted so that a negative's initial gradient weighs `preference_balance` times a
