@@ -41,21 +41,8 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
     _paper = UNLIKELIHOOD_PAPER
     _config_class = UnlikelihoodConfig
 
-    def __init__(
-        self,
-        model,
-        ref_model=None,
-        args: UnlikelihoodConfig | None = None,
-        data_collator=None,
-        train_dataset=None,
-        eval_dataset=None,
-        processing_class=None,
-        compute_metrics=None,
-        callbacks=None,
-        optimizers=(None, None),
-        quantization_config=None,
-        peft_config=None,
-    ):
+    def __init__(self, model, ref_model=None, args: UnlikelihoodConfig | None = None, *positional, **kwargs):
+        """Arguments as `PointwiseDPOTrainer`'s; ``ref_model`` must stay None (checked before DPOTrainer loads one)."""
         if ref_model is not None:
             raise ValueError("UnlikelihoodTrainer uses no reference model: leave `ref_model` unset.")
         if args is not None and not args.precompute_ref_log_probs:
@@ -63,19 +50,7 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
                 f"`precompute_ref_log_probs=False` would make DPOTrainer load a reference model that unlikelihood "
                 f"training never reads. Use `UnlikelihoodConfig` (got {type(args).__name__})."
             )
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-            optimizers=optimizers,
-            quantization_config=quantization_config,
-            peft_config=peft_config,
-        )
+        super().__init__(model, None, args, *positional, **kwargs)
         # With precompute on, DPOTrainer kept no reference model; with it off, batches need no `ref_logps` column
         self.precompute_ref_logps = False
 
