@@ -33,31 +33,14 @@ VARIANTS: dict[str, dict[str, Any]] = {  # beta 0.1 (the paper's) throughout
 }
 
 
-def mean_token_logps(model, tokenizer, rows: list[dict], batch_size: int = 8, max_length: int = 256) -> list[float]:
-    """Each row's mean per-token log-prob of its completion given its prompt, tokenized as the trainers do."""
-    import torch
-    from trl.trainer.utils import selective_log_softmax
-
-    from trl_ulma.pointwise_dpo_trainer import DataCollatorForPointwisePreference, _tokenize_row
-
-    collate = DataCollatorForPointwisePreference(tokenizer.pad_token_id, max_length, truncation_mode="keep_end")
-    examples = [_tokenize_row(row, tokenizer) | {"score": 0.0} for row in rows]
-    values = []
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = collate(examples[start : start + batch_size])
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-            logps = selective_log_softmax(logits.float(), batch["input_ids"][:, 1:])
-            mask = batch["completion_mask"][:, 1:].float()
-            values += ((logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
-    return values
-
-
 def score(model_dir: str, tokenizer, eval_rows: list[dict]) -> dict[str, list[float]]:
     from transformers import AutoModelForCausalLM
 
+    from trl_ulma.evaluation import completion_logps
+
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    logps = mean_token_logps(model, tokenizer, eval_rows)
+    scored = completion_logps(model, tokenizer, eval_rows, batch_size=8, max_length=256)
+    logps = [total / max(count, 1) for total, count in scored]  # mean per-token log-prob of each completion
     return {
         "positive": [lp for lp, row in zip(logps, eval_rows) if row["label"]],
         "negative": [lp for lp, row in zip(logps, eval_rows) if not row["label"]],

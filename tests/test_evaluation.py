@@ -15,7 +15,7 @@ from trl_ulma import evaluation
 from trl_ulma.evaluation import (
     GenerationSettings,
     RewardJudge,
-    completion_nll,
+    batch_completion_logps,
     format_table,
     generate,
     perplexity,
@@ -36,14 +36,15 @@ class FixedDistribution(torch.nn.Module):
         return SimpleNamespace(logits=self.log_probs.expand(*input_ids.shape, -1))
 
 
-def test_completion_nll_of_a_known_distribution():
+def test_completion_logps_of_a_known_distribution():
     model = FixedDistribution([0.1, 0.2, 0.3, 0.4])
     input_ids = torch.tensor([[0, 3, 1, 2], [2, 3, 0, 0]])
     attention_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     completion_mask = torch.tensor([[0, 1, 1, 0], [0, 1, 0, 0]])  # scored: 3 and 1 in row 0, 3 in row 1
-    nll, tokens = completion_nll(model, input_ids, attention_mask, completion_mask)
-    assert tokens == 3
-    assert nll == pytest.approx(-(math.log(0.4) + math.log(0.2) + math.log(0.4)), rel=1e-6)
+    sums, counts = batch_completion_logps(model, input_ids, attention_mask, completion_mask)
+    assert counts.tolist() == [2, 1] and int(counts.sum()) == 3
+    assert sums.tolist() == pytest.approx([math.log(0.4) + math.log(0.2), math.log(0.4)], rel=1e-6)
+    assert -sums.sum().item() == pytest.approx(-(math.log(0.4) + math.log(0.2) + math.log(0.4)), rel=1e-6)
 
 
 def test_perplexity_counts_completion_tokens_only(tokenizer):
@@ -54,14 +55,19 @@ def test_perplexity_counts_completion_tokens_only(tokenizer):
         {"prompt": "User: Can you help me with a poem?\nAssistant:", "completion": " Sure, here is a poem."},
         {"prompt": "User: hi\nAssistant:", "completion": " No."},
     ]
-    logps = []
+    logps, per_row = [], []
     for row in rows:  # TRL's split: the completion is what prompt + completion + EOS adds to the prompt's tokens
         prompt_ids = tokenizer(row["prompt"])["input_ids"]
         full_ids = tokenizer(row["prompt"] + row["completion"] + tokenizer.eos_token)["input_ids"]
         assert full_ids[: len(prompt_ids)] == prompt_ids
-        logps += [math.log(probs[t]) for t in full_ids[len(prompt_ids) :]]
+        row_logps = [math.log(probs[t]) for t in full_ids[len(prompt_ids) :]]
+        logps += row_logps
+        per_row.append((sum(row_logps), len(row_logps)))
     expected = math.exp(-sum(logps) / len(logps))
     model = FixedDistribution(probs)
+    scored = evaluation.completion_logps(model, tokenizer, rows, batch_size=2)
+    assert [count for _, count in scored] == [count for _, count in per_row]
+    assert [logp for logp, _ in scored] == pytest.approx([logp for logp, _ in per_row], rel=1e-5)
     assert perplexity(model, tokenizer, rows, batch_size=1) == pytest.approx(expected, rel=1e-5)
     assert perplexity(model, tokenizer, rows, batch_size=2) == pytest.approx(expected, rel=1e-5)  # padding ignored
     uniform = FixedDistribution([1 / vocab] * vocab)

@@ -44,7 +44,7 @@ from trl import (
     SFTConfig,
     SFTTrainer,
 )
-from trl.data_utils import is_conversational
+from trl.data_utils import _tokenize
 
 from .data import column_names, infer_score_type, prompt_key, to_pointwise
 from .pointwise_dpo_config import PointwiseDPOConfig
@@ -238,12 +238,10 @@ def _train_ppo(python, model, dataset, output_dir, reward_model, processing_clas
     tokenizer = processing_class or AutoTokenizer.from_pretrained(model)
     if reward_processing_class is not None and reward_processing_class.get_vocab() != tokenizer.get_vocab():
         raise ValueError("PPO scores the policy's token ids: the reward model must share the policy's tokenizer.")
-    prompts = list(unique_prompts(dataset)["prompt"])
-    if is_conversational({"prompt": prompts[0]}):
-        tokenized = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)
-        input_ids = tokenized["input_ids"]
-    else:
-        input_ids = tokenizer(text=prompts)["input_ids"]
+    input_ids = [
+        _tokenize(tokenizer, prompt, add_generation_prompt=True)["input_ids"]  # the flag applies to messages only
+        for prompt in unique_prompts(dataset)["prompt"]
+    ]
 
     with tempfile.TemporaryDirectory(prefix="trl_ulma_ppo_") as work:
         work = Path(work)

@@ -60,22 +60,25 @@ def _device() -> torch.device:
 # Perplexity
 # --------------------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def completion_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor):
-    """Summed negative log-likelihood of the completion tokens of a right-padded batch, and their number."""
+def batch_completion_logps(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's summed log-prob of its completion tokens, and their number, for a right-padded batch."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
     logps = selective_log_softmax(logits.float(), input_ids[:, 1:])
     mask = completion_mask[:, 1:].bool()
-    return -logps[mask].sum().item(), int(mask.sum())
+    return logps.masked_fill(~mask, 0.0).sum(-1), mask.sum(-1)
 
 
-def perplexity(
+def completion_logps(
     model,
     tokenizer: PreTrainedTokenizerBase,
     rows: Sequence[dict[str, Any]],
     batch_size: int = 8,
     max_length: int | None = None,
-) -> float:
-    """Token-level perplexity of ``rows``' completions given their prompts, tokenized as the trainers do.
+) -> list[tuple[float, int]]:
+    """Each row's summed log-prob of its completion given its prompt, and its number of completion tokens, tokenized
+    as the trainers do (text completions end with EOS).
 
     A sequence longer than ``max_length`` loses its first tokens (the prompt's start), so the completion is scored.
     """
@@ -87,12 +90,26 @@ def perplexity(
         if not is_conversational(row):
             row = _add_eos(row, tokenizer.eos_token)
         examples.append(_tokenize_row(row, tokenizer) | {"score": 0.0})  # the collator needs a score: unused here
-    total, count = 0.0, 0
+    scored = []
     for start in range(0, len(examples), batch_size):
         batch = {key: value.to(device) for key, value in collate(examples[start : start + batch_size]).items()}
-        nll, tokens = completion_nll(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-        total, count = total + nll, count + tokens
-    return math.exp(total / count)
+        sums, counts = batch_completion_logps(
+            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
+        scored += zip(sums.tolist(), counts.tolist(), strict=True)
+    return scored
+
+
+def perplexity(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[dict[str, Any]],
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> float:
+    """Token-level perplexity of ``rows``' completions given their prompts (see `completion_logps`)."""
+    scored = completion_logps(model, tokenizer, rows, batch_size, max_length)
+    return math.exp(-sum(logp for logp, _ in scored) / sum(count for _, count in scored))
 
 
 # --------------------------------------------------------------------------------------------------------------------
