@@ -444,6 +444,24 @@ def run(methods: dict[str, dict[str, Any]], settings: Settings, workdir: Path, l
     }
 
 
+def run_and_save(
+    methods: dict[str, dict[str, Any]], settings: Settings, workdir: str | None, output: Path
+) -> dict[str, Any]:
+    """`run` (in ``workdir``, or a temporary directory), print its table, write it to ``output`` (JSON) and beside it
+    (.md); returns the payload."""
+    with tempfile.TemporaryDirectory() as scratch:
+        start = time.perf_counter()
+        payload = run(methods, settings, Path(workdir or scratch))
+        payload["seconds"] = time.perf_counter() - start
+    table = format_table(payload)
+    print(table)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    output.with_suffix(".md").write_text(table + "\n")
+    print(f"wrote {output} and {output.with_suffix('.md')} ({payload['seconds']:.0f}s)")
+    return payload
+
+
 def parse_value(text: str) -> Any:
     for cast in (int, float):
         try:
@@ -482,20 +500,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     settings = Settings(**{k: getattr(args, k) for k in Settings().__dict__})
     settings.seeds, settings.learning_rates = tuple(settings.seeds), tuple(settings.learning_rates)
-    specs = method_specs(args.methods, args.set)
-    with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(args.workdir or scratch)
-        start = time.perf_counter()
-        payload = run(specs, settings, workdir)
-        payload["seconds"] = time.perf_counter() - start
-    table = format_table(payload)
-    print(table)
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(payload, indent=2) + "\n")
-    output.with_suffix(".md").write_text(table + "\n")
-    print(f"wrote {output} and {output.with_suffix('.md')} ({payload['seconds']:.0f}s)")
-    return payload
+    return run_and_save(method_specs(args.methods, args.set), settings, args.workdir, Path(args.output))
 
 
 if __name__ == "__main__":

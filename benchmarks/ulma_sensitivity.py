@@ -15,9 +15,7 @@ balance and against beta.
 """
 
 import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +90,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", default=str(groundtruth.ROOT / "benchmarks/results/ulma-sensitivity.json"))
     args = parser.parse_args(argv)
     settings = groundtruth.Settings(seeds=tuple(args.seeds), learning_rates=tuple(args.learning_rates))
-    with tempfile.TemporaryDirectory() as scratch:
-        payload = groundtruth.run(variants(), settings, Path(args.workdir or scratch))
-    table = groundtruth.format_table(payload)
-    print(table)
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(payload, indent=2) + "\n")
-    output.with_suffix(".md").write_text(table + "\n")
+    payload = groundtruth.run_and_save(variants(), settings, args.workdir, output)
     plot(payload["summary"], output.with_suffix(".png"))
-    print(f"wrote {output} and its .md and .png")
+    print(f"wrote {output.with_suffix('.png')}")
     return payload
 
 
