@@ -7,12 +7,16 @@ import pytest
 from datasets import Dataset
 
 from trl_ulma.data import (
+    alpaca_to_pairwise,
+    convert_to_pointwise,
+    detect_format,
     hh_to_pairwise,
     hh_to_pointwise,
     kto_to_pointwise,
     mix_demonstrations,
     pairwise_to_pointwise,
     ratings_to_scores,
+    sharegpt_to_pairwise,
     to_pointwise,
 )
 
@@ -60,7 +64,7 @@ def test_pairwise_implicit_prompt_standard_and_conversational():
         ({"chosen": ["b"], "rejected": ["c"], "score": [1.0]}, r"paired columns .* and a `score` column"),
         ({"prompt": ["a", "a"], "chosen": ["b", "b"], "rejected": ["c", " "]}, r"Row 1, column `rejected`"),
         (
-            {"chosen": ["ok", "Same text"], "rejected": ["no", "Same text, longer"]},
+            {"chosen": ["Say ok", "Same text"], "rejected": ["Say no", "Same text, longer"]},
             r"Row 1, column `chosen`: .* one is a prefix of the other",
         ),
         ({"chosen": [[user("Hi"), assistant("Yo")]], "rejected": [[user("Hi"), assistant("Yo")]]}, r"identical"),
@@ -149,11 +153,11 @@ def test_hh_bad_rows_raise_or_are_dropped(column, text, pattern, caplog):
         "Why did the egg cross the road?",
         "Simmer it for 9 minutes.",
     ]
-    assert "Dropped 1 invalid HH pairs" in caplog.text and "Row 1" in caplog.text
+    assert "Dropped 1 of 3 rows of Anthropic HH transcripts: 1 x column" in caplog.text and "(rows 1)" in caplog.text
 
 
 def test_hh_needs_transcript_columns():
-    with pytest.raises(ValueError, match=r"HH rows need `chosen` and `rejected`"):
+    with pytest.raises(ValueError, match=r"Anthropic HH transcripts need the columns \('chosen', 'rejected'\)"):
         hh_to_pointwise(Dataset.from_dict({"text": ["\n\nHuman: hi\n\nAssistant: hello"]}))
 
 
@@ -293,6 +297,129 @@ def test_kto_bad_rows(rows, pattern):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# LLaMA-Factory preference formats (the shapes of its dpo_en_demo.json, ShareGPT and Alpaca)
+# ---------------------------------------------------------------------------------------------------------------
+def system(content):
+    return {"role": "system", "content": content}
+
+
+SHAREGPT = [
+    {
+        "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"}],
+        "chosen": {"from": "gpt", "value": "Hello!"},
+        "rejected": {"from": "gpt", "value": "Go away."},
+    },
+    {
+        "conversations": [
+            {"from": "human", "value": "2+2?"},
+            {"from": "gpt", "value": "4"},
+            {"from": "human", "value": "And 3+3?"},
+        ],
+        "chosen": {"from": "gpt", "value": "6"},
+        "rejected": {"from": "gpt", "value": "7"},
+    },
+]
+
+
+def test_sharegpt_preference_rows_become_conversational_pairs():
+    dataset = Dataset.from_list(SHAREGPT)
+    assert detect_format(dataset) == "sharegpt"
+    assert sharegpt_to_pairwise(dataset).to_list() == [
+        {
+            "prompt": [system("Be brief."), user("Hi")],
+            "chosen": [assistant("Hello!")],
+            "rejected": [assistant("Go away.")],
+        },
+        {
+            "prompt": [user("2+2?"), assistant("4"), user("And 3+3?")],
+            "chosen": [assistant("6")],
+            "rejected": [assistant("7")],
+        },
+    ]
+    assert convert_to_pointwise(dataset)["label"] == [True, True, False, False]
+
+
+def test_alpaca_preference_rows_become_conversational_pairs():
+    rows = [
+        {"instruction": "Translate", "input": "chat", "chosen": "cat", "rejected": "dog", "system": "", "history": []},
+        {"instruction": "And this?", "input": "", "chosen": "dog", "rejected": "cat", "system": "Be exact.",
+         "history": [["Translate chat", "cat"]]},
+    ]
+    dataset = Dataset.from_list(rows)
+    assert detect_format(dataset) == "alpaca"
+    assert alpaca_to_pairwise(dataset).to_list() == [
+        {"prompt": [user("Translate\nchat")], "chosen": [assistant("cat")], "rejected": [assistant("dog")]},
+        {
+            "prompt": [system("Be exact."), user("Translate chat"), assistant("cat"), user("And this?")],
+            "chosen": [assistant("dog")],
+            "rejected": [assistant("cat")],
+        },
+    ]
+    assert len(convert_to_pointwise(dataset)) == 4
+
+
+@pytest.mark.parametrize(
+    "row, pattern",
+    [
+        (SHAREGPT[0] | {"chosen": "Hello!"}, r"ShareGPT preference rows .*: Row 0, column `chosen`: expected one"),
+        (SHAREGPT[0] | {"rejected": {"from": "human", "value": "?"}}, r"Row 0, column `rejected`: the reply is the"),
+        (SHAREGPT[1] | {"conversations": SHAREGPT[1]["conversations"][:2]}, r"ends with the assistant's message"),
+        (SHAREGPT[0] | {"conversations": [{"from": "robot", "value": "Hi"}]}, r"Row 0, column `conversations`: unsup"),
+        (SHAREGPT[0] | {"rejected": {"from": "gpt", "value": "Hello!"}}, r"`chosen` and `rejected` are the same"),
+        ({"instruction": "Say hi", "input": "", "chosen": "Hi!", "rejected": None},
+         r"Alpaca preference rows .*: Row 0, column `rejected`: expected a string"),
+        ({"instruction": "Say hi", "chosen": "Hi!", "rejected": "No", "history": [["only one"]]},
+         r"Row 0, column `history`: turn 0 is not a \[user, assistant\] pair"),
+    ],
+)
+def test_malformed_llamafactory_rows_name_the_format(row, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        convert_to_pointwise(Dataset.from_list([row]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# convert_to_pointwise(drop_invalid=True)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "rows, kept, report",
+    [
+        (
+            [{"prompt": "Q", "completion": c, "label": l} for c, l in [(" a", 1), (" ", 1), (" b", 2), (" c", 0),
+                                                                      ("", 0)]],
+            [" a", " c"],
+            "Dropped 3 of 5 rows of point-wise rows (prompt, completion, label or score): 2 x column `completion`: the "
+            "completion is empty (rows 1, 4); 1 x column `label`: labels must be True/False or 0/1, got 2 (rows 2).",
+        ),
+        (
+            [{"prompt": "Q", "chosen": " a", "rejected": " b"}, {"prompt": "Q", "chosen": " a", "rejected": " a"}],
+            [" a", " b"],
+            "Dropped 1 of 2 rows of DPO pairs",
+        ),
+        (
+            [{"messages": [user("Hi"), assistant("Yo")], "label": True}, {"messages": [user("Hi")], "label": False}],
+            [[assistant("Yo")]],
+            "1 x column `messages`: the last message is the user's, not the assistant's (rows 1)",
+        ),
+        (SHAREGPT + [SHAREGPT[0] | {"chosen": {"from": "gpt", "value": ""}}], None, "rows of LLaMA-Factory ShareGPT"),
+    ],
+)
+def test_drop_invalid_drops_and_reports(rows, kept, report, caplog):
+    with pytest.raises(ValueError, match=r"Row \d"):
+        convert_to_pointwise(Dataset.from_list(rows))
+    with caplog.at_level(logging.WARNING, logger="trl_ulma.data"):
+        out = convert_to_pointwise(Dataset.from_list(rows), drop_invalid=True)
+    assert report in caplog.text
+    if kept is not None:
+        assert out["completion"] == kept
+    to_pointwise(out, "binary")  # what is left trains
+
+
+def test_drop_invalid_refuses_to_drop_everything():
+    with pytest.raises(ValueError, match=r"Every row of .* is invalid; the first: Row 0"):
+        convert_to_pointwise(Dataset.from_list([{"prompt": "Q", "completion": " ", "label": 1}]), drop_invalid=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # mix_demonstrations
 # ---------------------------------------------------------------------------------------------------------------
 PREFERENCES = [
@@ -379,3 +506,20 @@ def test_mix_casts_demonstration_labels_to_the_preferences_dtype():
 def test_mix_bad_input(demonstrations, preferences, ratio, pattern):
     with pytest.raises(ValueError, match=pattern):
         mix_demonstrations(Dataset.from_list(demonstrations), Dataset.from_list(preferences or PREFERENCES), ratio)
+
+
+def test_mix_scores_demonstrations_as_positives_under_the_threshold():
+    demonstrations = Dataset.from_dict({"prompt": ["Q"], "completion": [" A"]})
+    stars = Dataset.from_dict({"prompt": ["P", "P"], "completion": [" good", " bad"], "score": [5.0, 1.0]})
+    with pytest.raises(ValueError, match=r"positive_threshold=4.0 > 1, a demonstration scored 1.0 would be a negative"):
+        mix_demonstrations(demonstrations, stars, positive_threshold=4.0)
+    with pytest.raises(ValueError, match=r"`demonstration_score=3.0` is below positive_threshold=4.0"):
+        mix_demonstrations(demonstrations, stars, positive_threshold=4.0, demonstration_score=3.0)
+    out = mix_demonstrations(demonstrations, stars, positive_threshold=4.0, demonstration_score=5.0)
+    assert out["score"] == [5.0, 5.0, 1.0]
+
+
+def test_mix_keeps_the_chat_template_columns():
+    preferences = [row | {"tools": '[{"name": "f"}]'} for row in PREFERENCES]
+    out = mix_demonstrations(Dataset.from_list(demos(1)), Dataset.from_list(preferences))
+    assert out["tools"] == [None, '[{"name": "f"}]', '[{"name": "f"}]']

@@ -50,6 +50,8 @@ class UnlikelihoodConfig(PointwiseDPOConfig):
         metadata={"help": "Must stay True: no reference model is loaded and no reference log-prob is computed."},
     )
 
+    _uses_beta = False
+
     def __post_init__(self):
         if self.unlikelihood_form not in UNLIKELIHOOD_FORMS:
             raise ValueError(
