@@ -4,10 +4,11 @@ import logging
 import math
 
 import pytest
+from bad_input_cases import BEGIN, CASES, END, README, readme_with, run_case, table
 from datasets import Dataset
 
-from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMATrainer
-from trl_ulma.data import to_pointwise
+from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
+from trl_ulma.data import chat_template_arguments, convert_to_pointwise, load_data, to_pointwise
 from trl_ulma.testing import toy_rows
 
 
@@ -130,3 +131,92 @@ def test_ulma_warns_when_a_group_is_missing(label, message, make_args, model_dir
     assert caplog.text.count(message) == 1
     trainer.train()  # degenerate but finite
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the command line: one line, a non-zero exit code, no traceback (the README's table)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def outcomes(model_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("bad-input")
+    return [(case, *run_case(case, workdir, model_dir)) for case in CASES]
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[case.input for case in CASES])
+def test_cli_bad_input_ends_with_one_line(index, outcomes):
+    case, code, line = outcomes[index]
+    assert code == case.exit_code
+    assert case.expected in line and line.startswith("trl-ulma ulma: error: ")
+
+
+def test_readme_bad_input_table_is_current(outcomes):
+    """Regenerate it with `python tests/bad_input_cases.py`."""
+    readme = README.read_text()
+    assert BEGIN in readme and END in readme
+    assert readme_with(table(outcomes), readme) == readme
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Types are checked before any coercion; rows that would train silently wrong are refused
+# ---------------------------------------------------------------------------------------------------------------
+def test_mixed_types_in_a_dataset_are_refused():
+    rows = [{"prompt": "p", "completion": "c", "score": value} for value in (0.5, "0.5")]
+    with pytest.raises(ValueError, match=r"Column `score` mixes value types"):
+        to_pointwise(Dataset.from_list(rows, on_mixed_types="use_json"), "continuous")
+
+
+def test_mixed_types_in_a_json_file_name_the_row(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text('[{"prompt": "p", "completion": "c", "label": 1}, {"prompt": "p", "completion": "d", "label": 0},'
+                    ' {"prompt": "p", "completion": "e", "label": "1"}]')
+    with pytest.raises(ValueError, match=r"Row 2, column `label`: a string among number values"):
+        load_data(str(path))
+
+
+def test_strings_in_a_score_column_are_named_as_strings():
+    rows = [{"prompt": "p", "completion": "c", "score": "0.5"}]
+    with pytest.raises(ValueError, match=r"Row 0, column `score`: scores must be numbers, got the string '0.5'"):
+        to_pointwise(Dataset.from_list(rows), "continuous")
+
+
+@pytest.mark.parametrize(
+    "rows, pattern",
+    [
+        ([{"prompt": "Q", "chosen": " A", "rejected": " B"}, {"prompt": "Q", "chosen": " A", "rejected": " A"}],
+         r"Row 1, column `rejected`: `chosen` and `rejected` are the same"),
+        ([{"prompt": [{"role": "robot", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Yo"}],
+           "label": True}], r"Row 0, column `prompt`: message 0 has role 'robot'. .*system, user, assistant, tool"),
+        ([{"prompt": "  ", "completion": " A", "label": True}], r"Row 0, column `prompt`: the prompt is empty"),
+        ([{"prompt": [{"role": "user", "content": "Hi"}], "completion": " A", "label": True}],
+         r"Row 0, column `completion`: `completion` is text but the rest of the row is messages"),
+        ([{"prompt": "Q", "completion": " A", "score": None}], r"Row 0, column `score`: the score is missing"),
+        ([{"prompt": "Q", "completion": " A", "label": None}], r"Row 0, column `label`: the label is missing"),
+        ([{"chosen": "The sky", "rejected": "Blue sea"}], r"share no prefix, so there is no prompt"),
+    ],
+)
+def test_rows_that_would_train_silently_wrong_raise(rows, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        to_pointwise(Dataset.from_list(rows), "binary")
+    with pytest.raises(ValueError, match=pattern):
+        convert_to_pointwise(Dataset.from_list(rows))
+
+
+def test_chat_template_columns_reach_the_chat_template():
+    chat = {
+        "prompt": [{"role": "user", "content": "Weather?"}],
+        "completion": [{"role": "assistant", "content": "Sun"}],
+    }
+    rows = [
+        chat | {"label": True, "tools": '[{"name": "weather"}]', "chat_template_kwargs": {"enable_thinking": False}},
+        chat | {"label": False, "tools": None, "chat_template_kwargs": {"enable_thinking": None}},
+    ]
+    out = to_pointwise(Dataset.from_list(rows), "binary")
+    assert chat_template_arguments(out[0]) == {"tools": [{"name": "weather"}], "enable_thinking": False}
+    assert chat_template_arguments(out[1]) == {}  # Arrow's None for a key only other rows have is left out
+    with pytest.raises(ValueError, match=r"Row 0, column `tools`: the text is not JSON"):
+        to_pointwise(Dataset.from_list([chat | {"label": True, "tools": "[{"}]), "binary")
+
+
+def test_beta_zero_is_refused():
+    with pytest.raises(ValueError, match=r"`beta` must be > 0"):
+        ULMAConfig(output_dir="x", use_cpu=True, beta=0.0)

@@ -8,7 +8,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM
 
-from trl_ulma.cli import main
+from trl_ulma.cli import _defaults, _parser, main
 from trl_ulma.data import detect_format, load_data
 from trl_ulma.testing import toy_rows
 
@@ -42,7 +42,10 @@ def test_ulma_on_a_local_folder_prints_before_after_and_saves(model_dir, splits_
     before, after = map(float, table["implicit reward margin"])
     assert before == 0.0 and after > 0.0  # the policy started as the reference and moved positives over negatives
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 2
-    assert "ulma" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "ulma" in card and "# Model Card for out\n" in card
+    assert "huggingface.co/None" not in card and "huggingface.co/datasets" not in card  # local model, local data
+    assert f"fine-tuned version of `{model_dir}`" in card and f'model="{out}"' in card
 
 
 def test_pointwise_dpo_with_yaml_config_and_jsonl(model_dir, tmp_path, capsys):
@@ -80,10 +83,50 @@ def test_bad_yaml_key_is_named(tmp_path, capsys):
     assert "--bogus_key" in capsys.readouterr().err
 
 
-def test_missing_train_split_is_named(model_dir, tmp_path):
+def test_errors_are_one_line_and_the_traceback_is_behind_debug(model_dir, tmp_path, capsys, monkeypatch):
     data = write_jsonl(tmp_path / "data.jsonl", toy_rows(4))
+    argv = ["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--dataset_train_split", "dev"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("trl-ulma ulma: error: --dataset_train_split='dev' is not a split") and "['train']" in err
     with pytest.raises(ValueError, match=r"--dataset_train_split='dev' is not a split .* \['train'\]"):
-        main(["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--dataset_train_split", "dev"])
+        main([*argv, "--debug"])
+    monkeypatch.setenv("TRL_ULMA_DEBUG", "1")
+    with pytest.raises(ValueError, match=r"is not a split"):
+        main(argv)
+
+
+def test_data_errors_exit_1_without_a_traceback(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    done = subprocess.run([sys.executable, "-m", "trl_ulma.cli", "ulma", "--dataset_name", str(empty)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"trl-ulma ulma: error: Cannot read {empty}: the file is empty")
+
+
+def test_help_shows_the_defaults_that_apply_and_our_options_first(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ulma", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    ours = text.index("trl-ulma options")
+    assert ours < text.index("--score_type") < text.index("--drop_invalid") < text.index("--output_dir")
+    assert ours < text.index("--learning_rate") < text.index("--output_dir")
+    learning_rate = text[text.index("  --learning_rate"):text.index("  --score_type")]
+    assert "(default: 1e-05)" in learning_rate  # not the default job's 3e-5 nor DPO's 1e-6
+    loss_type = text[text.index("  --loss_type"):]
+    assert "not used by point-wise trainers" in loss_type[:200]
+    assert "save_strategy no" in text and "learning_rate 3e-05" in text  # the default job, in the description
+
+
+def test_dataset_runs_get_the_trainers_defaults_not_dpos():
+    explicit = {"model_name_or_path", "dataset_name"}
+    parsed = _parser("ulma", _defaults("ulma", explicit)).parse_args_and_config(["--dataset_name", "x.jsonl"])
+    training_args = parsed[1]
+    assert training_args.learning_rate == 1e-5 and training_args.max_length == 1024 and training_args.beta == 0.1
+    assert training_args.save_strategy == "no"  # checkpoints on request only (--save_steps / --save_strategy)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json", ".parquet"])
@@ -114,6 +157,9 @@ def test_load_data_rejects_unknown_file_types(tmp_path):
         ({"prompt": "p", "chosen": "a", "rejected": "b"}, "pairwise"),
         ({"chosen": "\n\nHuman: hi\n\nAssistant: yo", "rejected": "\n\nHuman: hi\n\nAssistant: no"}, "hh"),
         ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], "label": True}, "kto"),
+        ({"conversations": [{"from": "human", "value": "hi"}], "chosen": {"from": "gpt", "value": "yo"},
+          "rejected": {"from": "gpt", "value": "no"}}, "sharegpt"),
+        ({"instruction": "hi", "input": "", "chosen": "yo", "rejected": "no"}, "alpaca"),
     ],
 )
 def test_detect_format(row, expected):
@@ -140,6 +186,23 @@ def test_hh_dialogues_are_detected_and_converted(model_dir, tmp_path, capsys):
     assert main(["pointwise-dpo", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir",
                  str(tmp_path / "out"), *FAST]) == 0
     assert ": 16 training rows" in capsys.readouterr().out
+
+
+def test_drop_invalid_and_the_summary_counts_rows_after_the_length_filter(model_dir, tmp_path, capsys, caplog):
+    rows = toy_rows(16) + [
+        {"prompt": "word " * 200, "completion": " kept by --drop_invalid, dropped by max_length", "label": True},
+        {"prompt": "Q", "completion": " ", "label": False},
+    ]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    out = tmp_path / "out"
+    argv = ["pointwise-dpo", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir", str(out),
+            "--max_length", "64", *FAST[:-2]]
+    assert main(argv) == 1
+    assert "Row 17, column `completion`: the completion is empty" in capsys.readouterr().err
+    assert main([*argv, "--drop_invalid"]) == 0
+    assert "Dropped 1 of 18 rows of point-wise rows" in caplog.text and "(rows 17)" in caplog.text
+    assert ": 16 training rows" in capsys.readouterr().out
+    assert not list(out.glob("checkpoint-*")) and (out / "model.safetensors").exists()  # no checkpoint by default
 
 
 @pytest.mark.slow
