@@ -5,8 +5,8 @@ Runs under `accelerate launch --config_file accelerate_configs/<config>.yaml scr
 
 import sys
 
-from trl_ulma.cli import run_training
+from trl_ulma.cli import main
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_training("pointwise-dpo", sys.argv[1:]))
+    raise SystemExit(main(["pointwise-dpo", *sys.argv[1:]]))

@@ -31,13 +31,20 @@ NEGATIVES = [0 + 2, 0 + 0, 1 + 1, 2 + 1]
 # halves together are the full cross product
 CASES_A = ["ulma", "ulma+peft+precompute", "pointwise_dpo+peft", "pointwise_dpo+precompute"]
 CASES_B = ["ulma+peft", "ulma+precompute", "pointwise_dpo", "pointwise_dpo+peft+precompute"]
+# Evaluation before, during and after training, for the three trainers (full fine-tuning and LoRA across backends)
+EVAL_CASES = ["ulma+eval", "pointwise_dpo+eval", "unlikelihood+eval"]
+EVAL_CASES_PEFT = ["ulma+peft+eval", "pointwise_dpo+peft+eval", "unlikelihood+eval"]
 # accelerate config: (engine, ZeRO stage, cases)
 LAUNCHES = {
-    "multi_gpu": ("DistributedDataParallel", None, CASES_A + ["ulma+resume"]),
-    "zero1": ("DeepSpeedEngine", 1, ["ulma+peft", "pointwise_dpo+precompute"]),
-    "zero2": ("DeepSpeedEngine", 2, CASES_B),
-    "zero3": ("DeepSpeedEngine", 3, CASES_A + ["ulma+peft+resume"]),
+    "multi_gpu": ("DistributedDataParallel", None, CASES_A + ["ulma+resume", "ulma+nolog", *EVAL_CASES]),
+    "zero1": ("DeepSpeedEngine", 1, ["ulma+peft", "pointwise_dpo+precompute", *EVAL_CASES]),
+    "zero2": ("DeepSpeedEngine", 2, CASES_B + ["ulma+nolog", *EVAL_CASES_PEFT]),
+    "zero3": ("DeepSpeedEngine", 3, CASES_A + ["ulma+peft+resume", "ulma+nolog", *EVAL_CASES]),
 }
+REFERENCE_CASES = sorted(
+    {case.replace("+resume", "").replace("+nolog", "") for _, _, cases in LAUNCHES.values() for case in cases}
+    | set(CASES_B)
+)
 
 
 def free_port() -> int:
@@ -53,9 +60,12 @@ def run(command: list[str], env: dict | None = None) -> list:
     return [json.loads(line.removeprefix("RESULT ")) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
 
 
-def train(command: list[str], model_dir: str, output_dir: Path, batch_size: int, cases: list[str], env=None) -> dict:
+def train(
+    command: list[str], model_dir: str, output_dir: Path, batch_size: int, cases: list[str], env=None, eval_batch_size=3
+) -> dict:
     """Run the training script (``command`` starts it) on ``cases``; its results by case."""
-    options = ["--model", model_dir, "--output-dir", str(output_dir), "--batch-size", str(batch_size), *cases]
+    options = ["--model", model_dir, "--output-dir", str(output_dir), "--batch-size", str(batch_size),
+               "--eval-batch-size", str(eval_batch_size), *cases]
     return {result["case"]: result for result in run(command + options, env)}
 
 
@@ -94,6 +104,10 @@ def assert_same_training(result: dict, expected: dict, micro_batches: int = 1) -
     assert [entry["count/negative"] * micro_batches for entry in logs] == NEGATIVES
     assert all(math.isfinite(value) for entry in logs for value in entry.values()), logs
     assert [entry["loss"] for entry in logs] == pytest.approx([entry["loss"] for entry in expected["logs"]], abs=1e-5)
+    if "resume" not in result["case"]:  # the final `train_loss` is the mean of the logged per-step losses
+        assert result["train_loss"] == pytest.approx(sum(entry["loss"] for entry in logs) / len(logs), abs=1e-5)
+    if "eval" in result["case"]:
+        assert_same_evaluation(result["evals"], expected["evals"])
     final = load_weights(expected["checkpoint"])
     torch.testing.assert_close(load_weights(result["checkpoint"]), final, rtol=0, atol=2e-5)
     # Not vacuous: the last two steps alone move the weights far beyond that tolerance
@@ -101,12 +115,29 @@ def assert_same_training(result: dict, expected: dict, micro_batches: int = 1) -
     assert max((final[name] - middle[name]).abs().max().item() for name in final) > 1e-3
 
 
+def assert_same_evaluation(evals: list[dict], expected: list[dict]) -> None:
+    """Before, at steps 2 and 4, and after training: the same figures as the reference, whose eval batches differ."""
+    assert [entry.get("step", "end") for entry in evals[1:-1]] == [2, 4]
+    assert len(evals) == len(expected) == 4
+    for found, wanted in zip(evals, expected, strict=True):
+        timings = ("_runtime", "_per_second", "_preparation_time")
+        metrics = {key: value for key, value in wanted.items() if key.startswith("eval_") and not key.endswith(timings)}
+        assert "eval_loss" in metrics and "eval_count/positive" in metrics
+        assert {key: found[key] for key in metrics} == pytest.approx(metrics, abs=2e-5)
+    # 6 positives + 5 negatives, each counted once although the ranks' last batches are padded with repeats
+    assert (evals[0]["eval_count/positive"], evals[0]["eval_count/negative"]) == (6, 5)
+    if "eval_rewards/accuracies" in evals[0]:  # every implicit reward is 0 before training: chance, not a class share
+        assert evals[0]["eval_rewards/accuracies"] == 0.5 and evals[0]["eval_rewards/margins"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def reference(model_dir, tmp_path_factory) -> dict[str, dict]:
-    """Every case in one process (the single-GPU config), 4 rows per step; ULMA also resumed, and accumulated."""
+    """Every case in one process (the single-GPU config), 4 rows per step (eval batches of 4 rows, where the ranks
+    have 3 each); ULMA also resumed, and accumulated."""
     directory = tmp_path_factory.mktemp("reference")
     config = cpu_config("single_gpu", directory, num_processes=1)
-    found = train(launch(config), model_dir, directory, 4, CASES_A + CASES_B + ["ulma+resume", "ulma+accumulate"])
+    cases = REFERENCE_CASES + ["ulma+resume", "ulma+accumulate"]
+    found = train(launch(config), model_dir, directory, 4, cases, eval_batch_size=4)
     assert {(result["world_size"], result["zero_stage"]) for result in found.values()} == {(1, None)}
     return found
 
@@ -130,6 +161,13 @@ def test_two_ranks_match_one_process(config, reference, model_dir, tmp_path):
     assert sorted(found) == sorted(cases)
     for case in cases:
         assert (found[case]["world_size"], found[case]["engine"], found[case]["zero_stage"]) == (2, engine, stage)
+        if case.endswith("+nolog"):  # nothing logged before the end: the final `train_loss` still averages the ranks
+            expected = reference[case.removesuffix("+nolog")]
+            mean = sum(entry["loss"] for entry in expected["logs"]) / len(expected["logs"])
+            assert found[case]["train_loss"] == pytest.approx(mean, abs=1e-5)
+            final = found[case]["final_log"]
+            assert final["train_loss"] == pytest.approx(final["loss/sft"] + final["loss/preference"], abs=1e-5)
+            continue
         assert_same_training(found[case], reference[case.replace("+resume", "")])
 
 
@@ -147,7 +185,7 @@ def test_zero3_offload(reference, model_dir, tmp_path):
     settings["zero_force_ds_cpu_optimizer"] = False
     (tmp_path / "zero3_offload.json").write_text(json.dumps(settings))
     config = cpu_config("zero3_offload", tmp_path, deepspeed_config_file=str(tmp_path / "zero3_offload.json"))
-    cases = ["ulma", "pointwise_dpo+peft+precompute"]
+    cases = ["ulma", "pointwise_dpo+peft+precompute", "unlikelihood+eval"]
     found = train(launch(config), model_dir, tmp_path / "out", 2, cases)
     for case in cases:
         assert (found[case]["world_size"], found[case]["zero_stage"]) == (2, 3)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
+from datasets import Dataset, load_from_disk
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
@@ -398,3 +398,99 @@ def test_forward_never_materialises_full_vocabulary_logits(model_dir, tokenizer,
         loss = trainer.compute_loss(trainer.model, batch)
     assert torch.isfinite(loss)
     assert 0 < mode.largest < full_logits
+
+
+def grouped_eval_rows(n_pos: int = 7, n_neg: int = 5) -> list[dict]:
+    """Held-out rows as DPO pairs give them: all positives, then all negatives."""
+    rows = toy_rows(4 * (n_pos + n_neg), seed=3)
+    return [r for r in rows if r["label"]][:n_pos] + [r for r in rows if not r["label"]][:n_neg]
+
+
+@pytest.mark.parametrize("trainer_class, config_class", TRAINERS)
+def test_eval_loss_and_metrics_are_those_of_the_whole_set(trainer_class, config_class, model_dir, tokenizer, make_args):
+    """Grouped rows in batches of 2, the same rows interleaved in batches of 5 (uneven) and one full batch give the
+    same `eval_loss` and metrics, equal to the loss formula on the whole set's log-probs."""
+    policy = AutoModelForCausalLM.from_pretrained(model_dir)
+    reference = build_tiny_model(tokenizer, seed=1)  # differs from the policy, so the rewards are not all 0
+    rows = grouped_eval_rows()
+    interleaved = [rows[i] for i in (0, 7, 1, 8, 2, 9, 3, 10, 4, 11, 5, 6)]
+    results = []
+    for eval_rows, batch_size in [(rows, 2), (interleaved, 5), (rows, len(rows))]:
+        args = make_args(config_class, beta=0.5, per_device_eval_batch_size=batch_size)
+        trainer = trainer_class(model=policy, ref_model=reference, args=args, train_dataset=toy_dataset(8),
+                                processing_class=tokenizer)
+        results.append(trainer.evaluate(Dataset.from_list(eval_rows)))
+    keys = [key for key in results[-1] if key.startswith("eval_") and "runtime" not in key and "per_second" not in key]
+    assert {"eval_loss", "eval_rewards/accuracies", "eval_loss/sft", "eval_logps/chosen"} <= set(keys)
+    for result in results[:-1]:
+        assert {k: result[k] for k in keys} == pytest.approx({k: results[-1][k] for k in keys}, rel=1e-5, abs=1e-6)
+
+    prepared = trainer._prepare_dataset(Dataset.from_list(rows), tokenizer, args, "eval")
+    batch = trainer.data_collator([prepared[i] for i in range(len(rows))])
+    logps = completion_logps(policy, batch, True)
+    u = 0.5 * (logps - completion_logps(reference, batch, True))
+    positive = batch["score"] >= 1.0
+    if trainer_class is ULMATrainer:
+        expected = -logps[positive].mean() - 0.25 * 2 / 0.5 * F.logsigmoid(-u[~positive]).mean()
+    else:
+        expected = -(positive * F.logsigmoid(u) + ~positive * F.logsigmoid(-u)).mean()
+    assert results[0]["eval_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    accuracy = ((u > 0) == positive).float().mean().item()
+    assert results[0]["eval_rewards/accuracies"] == pytest.approx(accuracy, rel=1e-6)
+
+
+def test_accuracy_counts_a_zero_reward_as_chance(model_dir, tokenizer, make_args):
+    """Before training every implicit reward is exactly 0: accuracy 0.5 (chance), not the share of negatives."""
+    rows = grouped_eval_rows(n_pos=3, n_neg=9)
+    trainer = ULMATrainer(model=model_dir, args=make_args(), train_dataset=toy_dataset(8), processing_class=tokenizer)
+    result = trainer.evaluate(Dataset.from_list(rows))
+    assert result["eval_rewards/margins"] == 0.0
+    assert result["eval_rewards/accuracies"] == 0.5
+
+
+def test_precompute_cache_is_keyed_by_what_decides_the_negatives(model_dir, tokenizer, make_args, tmp_path):
+    """The same rows and model with a higher `positive_threshold`: rows that became negatives need reference values,
+    which the first precompute (where they were positives, so not scored) did not compute: no cache hit. The rows
+    are on disk, as from `load_dataset` (an in-memory dataset's cache is never reused)."""
+    rows = Dataset.from_list([r | {"score": s} for r, s in zip(toy_rows(8), [1.0, 0.6, 0.2, 0.9, 1.0, 0.0, 0.7, 0.4])])
+    rows.remove_columns("label").save_to_disk(str(tmp_path / "rows"))
+    args = make_args(score_type="continuous", positive_threshold=0.5)
+    trainer = ULMATrainer(model=model_dir, args=args, train_dataset=load_from_disk(str(tmp_path / "rows")),
+                          processing_class=tokenizer)
+    trainer.precompute_ref_logps = True
+    found = {}
+    for threshold in (0.5, 1.0):
+        trainer.positive_threshold = threshold
+        found[threshold] = trainer._precompute_ref_logps(trainer.train_dataset, "train", 4)["ref_logps"]
+    assert [math.isnan(ref) for ref in found[0.5]] == [True, True, False, True, True, False, True, False]
+    assert [math.isnan(ref) for ref in found[1.0]] == [True, False, False, False, True, False, False, False]
+
+
+def test_an_eval_split_named_train_is_scored_on_every_row(model_dir, tokenizer, make_args):
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(precompute_ref_log_probs=True), train_dataset=toy_dataset(8),
+        eval_dataset={"train": toy_dataset(8, seed=1)}, processing_class=tokenizer,
+    )
+    assert all(math.isfinite(ref) for ref in trainer.eval_dataset["train"]["ref_logps"])
+
+
+def test_deprecated_pad_token_option_and_tokenizer_revision(model_dir, tokenizer, make_args, monkeypatch):
+    from trl_ulma import pointwise_dpo_trainer
+
+    trainer = ULMATrainer(model=model_dir, args=make_args(pad_token="<|im_end|>"), train_dataset=toy_dataset(8),
+                          processing_class=tokenizer)
+    assert trainer.data_collator.pad_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>") != 0
+    with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
+        ULMATrainer(model=model_dir, args=make_args(pad_token="<|nope|>"), train_dataset=toy_dataset(8),
+                    processing_class=tokenizer)
+
+    seen = {}
+    load = pointwise_dpo_trainer.AutoProcessor.from_pretrained
+
+    def spy(name, **kwargs):
+        seen.update(kwargs)
+        return load(name, **{key: value for key, value in kwargs.items() if key != "revision"})
+
+    monkeypatch.setattr(pointwise_dpo_trainer.AutoProcessor, "from_pretrained", spy)
+    ULMATrainer(model=model_dir, args=make_args(model_init_kwargs={"revision": "v1"}), train_dataset=toy_dataset(8))
+    assert seen["revision"] == "v1"

@@ -23,7 +23,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl.data_utils import _tokenize, is_conversational
 from trl.trainer.utils import pad, selective_log_softmax
 
-from .pointwise_dpo_trainer import DataCollatorForPointwisePreference, _add_eos, _tokenize_row
+from .pointwise_dpo_trainer import DataCollatorForPointwisePreference
+from .preparation import add_eos, tokenize_row
 
 
 METRICS = {  # name: (label in the table, which way is better)
@@ -88,8 +89,8 @@ def completion_logps(
     for row in rows:
         row = {"prompt": row["prompt"], "completion": row["completion"]}
         if not is_conversational(row):
-            row = _add_eos(row, tokenizer.eos_token)
-        examples.append(_tokenize_row(row, tokenizer) | {"score": 0.0})  # the collator needs a score: unused here
+            row = add_eos(row, tokenizer.eos_token)
+        examples.append(tokenize_row(row, tokenizer) | {"score": 0.0})  # the collator needs a score: unused here
     scored = []
     for start in range(0, len(examples), batch_size):
         batch = {key: value.to(device) for key, value in collate(examples[start : start + batch_size]).items()}

@@ -42,17 +42,20 @@ UNLIKELIHOOD_FORMS = ("sequence", "token")
 
 
 class LossOutput(NamedTuple):
-    """A loss, its two parts and the per-example implicit rewards.
+    """A loss, its two parts, the per-example implicit rewards and the per-example terms.
 
     ``sft_loss`` and ``preference_loss`` are the positive-group and negative-group contributions after reduction, so
     ``loss == sft_loss + preference_loss``. ``rewards`` is beta * (logp_policy - logp_ref), detached, or None when the
-    loss has no reference model.
+    loss has no reference model. ``terms`` (B,), detached, is each example's term before reduction: summing it per
+    group over any set of batches and passing the sums to `reduce_groups` with that set's counts gives the loss of the
+    whole set, whatever the batches were (how evaluation computes ``eval_loss``).
     """
 
     loss: torch.Tensor
     rewards: torch.Tensor | None
     sft_loss: torch.Tensor
     preference_loss: torch.Tensor
+    terms: torch.Tensor | None = None
 
 
 class GroupCounts(NamedTuple):
@@ -126,19 +129,34 @@ def _safe_divide(value: torch.Tensor, count: float) -> torch.Tensor:
     return value / count if count > 0 else value  # an empty group's sum is 0, and stays 0
 
 
-def _reduce(
-    pos_sum: torch.Tensor, neg_sum: torch.Tensor, counts: GroupCounts, reduction: Reduction
+def reduce_groups(
+    pos_sum: torch.Tensor,
+    neg_sum: torch.Tensor,
+    counts: GroupCounts,
+    reduction: Reduction,
+    token_level_positives: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn the summed terms of the positive and negative groups into (positive part, negative part).
 
     ``per_group``: mean over positives + mean over negatives (the ULMA reference code); an absent group adds exactly 0.
     ``mean``: sum over all examples / number of examples (the expectation over the dataset).
+    ``token_level_positives`` (ULMA's ``token_nll``): ``pos_sum`` is a sum over positive tokens, whose token mean
+    counts as every positive example's term.
     """
+    _check_option("reduction", reduction, REDUCTIONS)
+    if token_level_positives:
+        pos_sum = _safe_divide(pos_sum, counts.positive_tokens) * counts.positive
     if reduction == "per_group":
         return _safe_divide(pos_sum, counts.positive), _safe_divide(neg_sum, counts.negative)
-    if reduction == "mean":
-        return _safe_divide(pos_sum, counts.total), _safe_divide(neg_sum, counts.total)
-    raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {reduction!r}.")
+    return _safe_divide(pos_sum, counts.total), _safe_divide(neg_sum, counts.total)
+
+
+def _by_group(pos_terms: torch.Tensor, neg_terms: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Per-example terms (B,), detached, from the terms of the positive and of the negative rows."""
+    terms = torch.zeros(positive.shape, dtype=pos_terms.dtype, device=pos_terms.device)
+    terms[positive] = pos_terms.detach()
+    terms[~positive] = neg_terms.detach().to(terms.dtype)
+    return terms
 
 
 def pointwise_dpo_loss(
@@ -171,9 +189,9 @@ def pointwise_dpo_loss(
     terms = pointwise_term(u, scores.to(u.dtype), score_type)
     positive = scores >= positive_threshold
     counts = counts or batch_counts(scores, positive_threshold)
-    pos_loss, neg_loss = _reduce(terms[positive].sum(), terms[~positive].sum(), counts, reduction)
+    pos_loss, neg_loss = reduce_groups(terms[positive].sum(), terms[~positive].sum(), counts, reduction)
     rewards = (beta * (policy_logps - ref_logps)).detach()
-    return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss)
+    return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss, terms.detach())
 
 
 def ulma_loss(
@@ -220,22 +238,21 @@ def ulma_loss(
 
     pos_logps = policy_logps[positive]
     if sft_loss_type == "nll":
-        pos_sum = -pos_logps.sum()
+        pos_terms = -pos_logps
     elif sft_loss_type == "beta_nll":
-        pos_sum = -beta * pos_logps.sum()
+        pos_terms = -beta * pos_logps
     elif sft_loss_type == "pointwise_dpo":
         pos_u = beta * (pos_logps - ref_logps[positive]) + log_z
-        pos_sum = pointwise_term(pos_u, scores[positive], score_type).sum()
-    else:  # token_nll
+        pos_terms = pointwise_term(pos_u, scores[positive], score_type)
+    else:  # token_nll: a row's term is its summed token NLL; the reduction takes the token mean over the group
         if token_logps is None or token_mask is None:
             raise ValueError('`sft_loss_type="token_nll"` needs the per-token `token_logps` and `token_mask`.')
-        token_sum = -sequence_logps(token_logps[positive].flatten(), token_mask[positive].flatten(), False)
-        # The token mean counts as every positive row's term, so both reductions weigh the group as for the others
-        pos_sum = _safe_divide(token_sum, counts.positive_tokens) * counts.positive
+        pos_terms = -sequence_logps(token_logps[positive], token_mask[positive], False)
 
-    pos_loss, neg_loss = _reduce(pos_sum, neg_terms.sum(), counts, reduction)
+    token_level = sft_loss_type == "token_nll"
+    pos_loss, neg_loss = reduce_groups(pos_terms.sum(), neg_terms.sum(), counts, reduction, token_level)
     rewards = (beta * (policy_logps - ref_logps)).detach()
-    return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss)
+    return LossOutput(pos_loss + neg_loss, rewards, pos_loss, neg_loss, _by_group(pos_terms, neg_terms, positive))
 
 
 def unlikelihood_loss(
@@ -271,5 +288,5 @@ def unlikelihood_loss(
         pos_terms = -sequence_logps(token_logps[positive], token_mask[positive], length_normalize)
         neg_terms = -sequence_logps(unlikely[~positive], token_mask[~positive], length_normalize)
     counts = counts or batch_counts(scores, positive_threshold)
-    pos_loss, neg_loss = _reduce(pos_terms.sum(), neg_terms.sum(), counts, reduction)
-    return LossOutput(pos_loss + neg_loss, None, pos_loss, neg_loss)
+    pos_loss, neg_loss = reduce_groups(pos_terms.sum(), neg_terms.sum(), counts, reduction)
+    return LossOutput(pos_loss + neg_loss, None, pos_loss, neg_loss, _by_group(pos_terms, neg_terms, positive))

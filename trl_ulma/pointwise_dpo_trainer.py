@@ -19,14 +19,15 @@ from torch.utils.data import DataLoader
 from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.data.data_collator import DataCollatorMixin
 from trl import DPOConfig, DPOTrainer
-from trl.data_utils import _tokenize, common_prefix_length, is_conversational
+from trl.data_utils import is_conversational
 from trl.models import prepare_deepspeed
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, global_then_local_main_first, pad, use_adapter
 
 from .data import column_names, infer_score_type, to_pointwise
-from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, sequence_logps
+from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, reduce_groups, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
+from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
 
 
 logger = get_logger(__name__)
@@ -118,6 +119,8 @@ class PointwiseDPOTrainer(DPOTrainer):
     _name = "Point-wise DPO"
     _paper = ULMA_PAPER
     _config_class = PointwiseDPOConfig
+    _eval_totals: torch.Tensor | None = None  # the evaluation's summed `_row_stats`
+    _eval_engine = None  # the DeepSpeed engine an evaluation before `train` runs in
 
     def __init__(
         self,
@@ -159,12 +162,19 @@ class PointwiseDPOTrainer(DPOTrainer):
         # The point-wise collator is built before `DPOTrainer.__init__`, which would otherwise build the paired one
         # and which already uses the collator when it precomputes reference log-probs.
         if processing_class is None:
-            model_id = model if isinstance(model, str) else get_config_model_id(model.config)
-            processing_class = AutoProcessor.from_pretrained(model_id, trust_remote_code=args.trust_remote_code)
+            model_id, revision = model, (args.model_init_kwargs or {}).get("revision")
+            if not isinstance(model, str):
+                model_id, revision = get_config_model_id(model.config), None
+            processing_class = AutoProcessor.from_pretrained(
+                model_id, revision=revision, trust_remote_code=args.trust_remote_code
+            )
         if not isinstance(processing_class, PreTrainedTokenizerBase):
             raise NotImplementedError(f"{type(self).__name__} supports text tokenizers only, not processors.")
-        if processing_class.pad_token is None:
-            processing_class.pad_token = processing_class.eos_token
+        # As DPOTrainer does when it builds its collator (this one is built first): the deprecated `pad_token` option
+        pad_token = args.pad_token or processing_class.pad_token or processing_class.eos_token
+        if pad_token not in processing_class.get_vocab():
+            raise ValueError(f"`pad_token={pad_token!r}` is not in the tokenizer's vocabulary: pick one of its tokens.")
+        processing_class.pad_token = pad_token
         if data_collator is None:
             data_collator = DataCollatorForPointwisePreference(
                 pad_token_id=processing_class.pad_token_id,
@@ -197,31 +207,20 @@ class PointwiseDPOTrainer(DPOTrainer):
         with global_then_local_main_first():
             dataset = to_pointwise(dataset, self.score_type, map_kwargs)
             if not is_conversational(next(iter(dataset))):
-                dataset = dataset.map(_add_eos, fn_kwargs={"eos_token": self._tokenizer.eos_token}, **map_kwargs)
-            dataset = dataset.map(_tokenize_row, fn_kwargs={"processing_class": processing_class}, **map_kwargs)
+                dataset = dataset.map(add_eos, fn_kwargs={"eos_token": self._tokenizer.eos_token}, **map_kwargs)
+            dataset = dataset.map(tokenize_row, fn_kwargs={"processing_class": processing_class}, **map_kwargs)
             if isinstance(dataset, Dataset):
-                self._report_lengths(dataset, args.max_length, args.truncation_mode, dataset_name)
+                report_prompt_cuts(dataset, dataset_name)
+                report_lengths(dataset, args.max_length, args.truncation_mode, dataset_name)
                 if dataset_name == "train":
                     self._check_groups(dataset)
             if args.max_length is not None and args.truncation_mode == "keep_start":
                 # As in TRL: a prompt filling `max_length` would leave no completion token to learn from
-                dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length, **map_kwargs)
+                if isinstance(dataset, Dataset):
+                    dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length, **map_kwargs)
+                else:  # streamed: counted as the rows pass
+                    dataset = dataset.filter(PromptFitsFilter(args.max_length, dataset_name))
         return dataset
-
-    def _report_lengths(self, dataset: Dataset, max_length: int | None, truncation_mode: str, name: str) -> None:
-        if max_length is None:
-            return
-        prompt_lengths = [len(ids) for ids in dataset["prompt_ids"]]
-        lengths = [p + len(c) for p, c in zip(prompt_lengths, dataset["completion_ids"], strict=True)]
-        dropped = sum(p >= max_length for p in prompt_lengths) if truncation_mode == "keep_start" else 0
-        cut = sum(length > max_length for length in lengths) - dropped
-        if dropped or cut:
-            logger.warning(
-                f"{name} dataset: of {len(lengths)} rows, {dropped} are dropped because their prompt alone has "
-                f">= max_length={max_length} tokens, and {cut} are truncated ({truncation_mode}). Raise `max_length` "
-                "or shorten the prompts to keep them whole.",
-                main_process_only=True,
-            )
 
     def _check_groups(self, dataset: Dataset) -> None:
         positives = sum(score >= self.positive_threshold for score in dataset["score"])
@@ -272,7 +271,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             raise ValueError("`precompute_ref_log_probs=True` needs a map-style Dataset, not an IterableDataset.")
         if "ref_logps" in dataset.column_names:
             return dataset
-        mode = "train" if name == "train" else "eval"
+        mode = "train" if dataset is self.train_dataset else "eval"  # an eval split may be named "train"
         # The collator's truncation decides which tokens are scored and the scope which rows: both key the cache
         key = (
             dataset._fingerprint,
@@ -280,6 +279,9 @@ class PointwiseDPOTrainer(DPOTrainer):
             self.args.max_length,
             self.args.truncation_mode,
             self._reference_scope(mode),
+            # which rows are negatives, and so scored when the scope is "negatives"
+            self.positive_threshold,
+            self.score_type,
         )
         # Rank 0 names the cache and decides whether it exists, so that every rank takes the same branch (only one
         # runs collectives): an in-memory dataset's fingerprint is random, different on each rank
@@ -296,11 +298,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
         )
         if self.ref_model is None and self.is_deepspeed_enabled:
-            # Before `train`, DeepSpeed parameters are not placed (ZeRO-1/2) or sharded (ZeRO-3): run them in an
-            # inference engine, built once and reused for later splits
-            if self._precompute_engine is None:
-                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
-            model = self._precompute_engine
+            model = self._inference_engine()
         else:
             model = self.ref_model if self.ref_model is not None else self.model
         logps = [
@@ -311,6 +309,17 @@ class PointwiseDPOTrainer(DPOTrainer):
         if self.accelerator.is_main_process:
             Dataset.from_dict({"ref_logps": logps}).map(new_fingerprint=fingerprint, cache_file_name=cache_file)
         return dataset.add_column("ref_logps", logps)
+
+    def _inference_engine(self):
+        """The policy in a DeepSpeed inference engine, for forwards before `train` builds the training engine.
+
+        Before `train`, DeepSpeed parameters are not placed (ZeRO-1/2) or not gathered (ZeRO-3). TRL's
+        `prepare_deepspeed` builds an engine on a copy of the DeepSpeed config (stage 0 below ZeRO-3), built once and
+        kept apart from the trainer's own engine, which `train` then builds as if nothing had run before.
+        """
+        if self._precompute_engine is None:
+            self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+        return self._precompute_engine
 
     def _zero3_model_hash(self) -> str:
         """The reference model's hash under ZeRO-3, where TRL's (of `state_dict()`) sees only empty placeholders, the
@@ -354,7 +363,7 @@ class PointwiseDPOTrainer(DPOTrainer):
         ranks, as a tensor (see `GroupCounts`): each batch's loss then carries its share of the means over them all."""
         counts = [batch_counts(b["score"], self.positive_threshold, b["completion_mask"][:, 1:]) for b in batches]
         device = batches[0]["score"].device
-        local = torch.tensor([sum(column) for column in zip(*counts)], dtype=torch.float64, device=device)
+        local = torch.tensor([sum(column) for column in zip(*counts)], dtype=_float_dtype(device), device=device)
         return self.accelerator.gather(local[None]).sum(0) / (self.accelerator.num_processes * len(batches))
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
@@ -366,6 +375,67 @@ class PointwiseDPOTrainer(DPOTrainer):
             for batch in batch_samples:
                 batch["group_counts"] = counts
         return batch_samples, num_items_in_batch
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Evaluation and the training loss
+    # ------------------------------------------------------------------------------------------------------------
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        """The evaluation of the whole set at once: `eval_loss` and every metric come from sums and counts over all
+        batches and ranks (duplicates that pad the last batch left out), so they do not depend on the batches.
+
+        An evaluation before `train` must leave nothing that `train` mistakes for its own preparation:
+        - under DeepSpeed, transformers would wrap the policy in a ZeRO inference engine and keep it as the trainer's
+          engine: ZeRO-1/2 refuse that ("ZeRO inference only makes sense with ZeRO Stage 3"), and ZeRO-3 `train`
+          reuses it, with no optimizer (`'NoneType' object has no attribute 'backward'`). It runs in
+          `_inference_engine` instead, and the trainer's engine stays unbuilt;
+        - otherwise, accelerate marks the policy prepared (for evaluation), and `train` then skips preparing it: under
+          DDP the policy trains without gradient synchronisation, each rank on its own rows. The mark is undone.
+        """
+        self._eval_totals = None
+        deepspeed_before_training = self.is_deepspeed_enabled and self.deepspeed is None
+        plain_before_training = (
+            not self.is_deepspeed_enabled
+            and not self.is_fsdp_enabled
+            and not getattr(self.model, "_is_accelerate_prepared", False)
+        )
+        if deepspeed_before_training:
+            self._eval_engine = self._inference_engine()
+            self.deepspeed = self._eval_engine  # skips transformers' `deepspeed_init(inference=True)`
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        finally:
+            if deepspeed_before_training:
+                self.deepspeed = self._eval_engine = None
+            if plain_before_training:
+                self._forget_evaluation_preparation()
+        if self._eval_totals is not None:
+            metrics = self._metrics_from_totals(dict(zip(self._stat_names, self._eval_totals.tolist(), strict=True)))
+            output.metrics[f"{metric_key_prefix}_loss"] = metrics.pop("loss")
+            self._metrics["eval"].update({name: [value] for name, value in metrics.items()})
+        return output
+
+    def _forget_evaluation_preparation(self) -> None:
+        """Undo accelerate's `prepare_model(evaluation_mode=True)` of the policy, so that `train` prepares it (DDP)."""
+        model = self.model
+        if not getattr(model, "_is_accelerate_prepared", False):
+            return
+        del model._is_accelerate_prepared
+        self.accelerator._models = [m for m in self.accelerator._models if m is not model]
+        if "_original_forward" in vars(model):  # mixed precision wrapped `forward` in autocast: `train` does it again
+            model.forward = vars(model).pop("_original_forward")
+        self.model_wrapped = model
+
+    def _wrap_model(self, model, training=True, dataloader=None):
+        if not training and self._eval_engine is not None:
+            return self._eval_engine
+        return super()._wrap_model(model, training, dataloader)
+
+    def training_step(self, *args, **kwargs) -> torch.Tensor:
+        """The step's loss averaged over ranks (each rank's is its share of the global batch's loss, see
+        `get_batch_samples`): the logged losses average the ranks, and so must the final `train_loss`, which adds up
+        the steps after the last log from this rank's values alone."""
+        loss = super().training_step(*args, **kwargs)
+        return self.accelerator.reduce(loss, reduction="mean")
 
     # ------------------------------------------------------------------------------------------------------------
     # Loss
@@ -433,14 +503,39 @@ class PointwiseDPOTrainer(DPOTrainer):
         return loss
 
     # ------------------------------------------------------------------------------------------------------------
-    # Metrics: sums and counts per rank, gathered once, so every logged value covers all ranks' examples and a
-    # rank with no positives (or negatives) neither hangs nor logs NaN.
+    # Metrics: per-example sums and counts, added up over ranks (and, in evaluation, over the whole set) before any
+    # division, so every logged value covers all examples and a rank with no positives neither hangs nor logs NaN.
     # ------------------------------------------------------------------------------------------------------------
+    _stat_names = (
+        "n_pos", "n_neg", "reward_pos", "n_reward_pos", "reward_neg", "n_reward_neg", "logp_pos", "logp_neg",
+        "correct", "n_finite", "term_pos", "term_neg", "entropy", "tokens", "top1_pos", "tokens_pos", "logits_pos",
+        "logits_neg", "tokens_neg", "x", "y", "xy", "xx", "yy",
+    )  # fmt: skip
+
     def _log_metrics(self, mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput):
+        rows = self._row_stats(outputs, token_mask, policy_logps, ref_logps, scores, result)
+        if mode == "eval":  # added up over the whole evaluation, turned into metrics by `evaluation_loop`
+            total = self.accelerator.gather_for_metrics(rows).sum(0)
+            self._eval_totals = total if self._eval_totals is None else self._eval_totals + total
+            return
+        parts = torch.stack([result.sft_loss.detach(), result.preference_loss.detach()]).to(rows.dtype)
+        total = self.accelerator.gather(torch.cat([rows.sum(0), parts])[None]).sum(0).tolist()
+        totals = dict(zip(self._stat_names, total[:-2], strict=True))
+        world = self.accelerator.num_processes
+        metrics = self._metrics_from_totals(totals, loss_parts=(total[-2] / world, total[-1] / world))
+        metrics.pop("loss")
+        for name, value in metrics.items():
+            self._metrics["train"][name].append(value)
+        self._total_train_tokens += int(self.accelerator.gather(inputs["attention_mask"].sum()).sum().item())
+        self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+
+    def _row_stats(self, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput) -> torch.Tensor:
+        """(B, len(_stat_names)): each example's share of every sum the metrics are made of."""
         positive = scores >= self.positive_threshold
         rewards = (self.beta * (policy_logps - ref_logps)).detach()
         logps = policy_logps.detach()
         u = rewards + self.log_z
+        finite = torch.isfinite(rewards)
         mask = token_mask.bool()
         pos_tokens = mask & positive[:, None]
         neg_tokens = mask & ~positive[:, None]
@@ -449,96 +544,92 @@ class PointwiseDPOTrainer(DPOTrainer):
         mean_logits = outputs.mean_logits[:, -seq_len:].detach()
         is_top1 = outputs.is_top1[:, -seq_len:]
 
-        def masked_sum(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-            # Zero out unselected rows first: a NaN reward (no reference computed) must not leak into a sum
-            return torch.where(where, values, torch.zeros_like(values)).sum()
+        def where(condition: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+            # Zero out unselected entries first: a NaN reward (no reference computed) must not leak into a sum
+            return torch.where(condition, values, torch.zeros_like(values))
 
-        finite = torch.isfinite(rewards)
+        # An implicit reward of exactly 0 (every example before training) says nothing: it counts half, as chance
+        correct = torch.where(u == 0, 0.5, ((u > 0) == positive).to(u.dtype))
+        terms = result.terms.detach()
         stats = {
-            "n_pos": positive.sum(),
-            "n_neg": (~positive).sum(),
-            "reward_pos": masked_sum(rewards, positive & finite),
-            "n_reward_pos": (positive & finite).sum(),
-            "reward_neg": masked_sum(rewards, ~positive & finite),
-            "n_reward_neg": (~positive & finite).sum(),
-            "logp_pos": masked_sum(logps, positive),
-            "logp_neg": masked_sum(logps, ~positive),
-            "correct": masked_sum(((u > 0) == positive).float(), finite),
-            "n_finite": finite.sum(),
-            "sft": result.sft_loss.detach(),
-            "preference": result.preference_loss.detach(),
-            "entropy": (entropy * mask).sum(),
-            "tokens": mask.sum(),
-            "top1_pos": (is_top1 & pos_tokens).sum(),
-            "tokens_pos": pos_tokens.sum(),
-            "logits_pos": masked_sum(mean_logits, pos_tokens),
-            "logits_neg": masked_sum(mean_logits, neg_tokens),
-            "tokens_neg": neg_tokens.sum(),
-            "seqs": torch.ones_like(scores).sum(),
+            "n_pos": positive,
+            "n_neg": ~positive,
+            "reward_pos": where(positive & finite, rewards),
+            "n_reward_pos": positive & finite,
+            "reward_neg": where(~positive & finite, rewards),
+            "n_reward_neg": ~positive & finite,
+            "logp_pos": where(positive, logps),
+            "logp_neg": where(~positive, logps),
+            "correct": where(finite, correct),
+            "n_finite": finite,
+            "term_pos": where(positive, terms),
+            "term_neg": where(~positive, terms),
+            "entropy": (entropy * mask).sum(1),
+            "tokens": mask.sum(1),
+            "top1_pos": (is_top1 & pos_tokens).sum(1),
+            "tokens_pos": pos_tokens.sum(1),
+            "logits_pos": where(pos_tokens, mean_logits).sum(1),
+            "logits_neg": where(neg_tokens, mean_logits).sum(1),
+            "tokens_neg": neg_tokens.sum(1),
             # Sufficient statistics of the Pearson correlation between implicit reward and score
-            "x": masked_sum(rewards, finite),
-            "y": masked_sum(scores, finite),
-            "xy": masked_sum(rewards * scores, finite),
-            "xx": masked_sum(rewards * rewards, finite),
-            "yy": masked_sum(scores * scores, finite),
+            "x": where(finite, rewards),
+            "y": where(finite, scores),
+            "xy": where(finite, rewards * scores),
+            "xx": where(finite, rewards * rewards),
+            "yy": where(finite, scores * scores),
         }
-        vector = torch.stack([v.to(torch.float64) for v in stats.values()])
-        total = dict(zip(stats, self.accelerator.gather(vector[None]).sum(0).tolist(), strict=True))
-        world = self.accelerator.num_processes
+        return torch.stack([stats[name].to(_float_dtype(scores.device)) for name in self._stat_names], dim=1)
 
-        metrics = self._metrics[mode]
-        metrics["loss/sft"].append(total["sft"] / world)
-        metrics["loss/preference"].append(total["preference"] / world)
-        metrics["count/positive"].append(total["n_pos"])
-        metrics["count/negative"].append(total["n_neg"])
-        if total["tokens"] > 0:
-            metrics["entropy"].append(total["entropy"] / total["tokens"])
-        if mode == "train":
-            self._total_train_tokens += int(self.accelerator.gather(inputs["attention_mask"].sum()).sum().item())
-        metrics["num_tokens"] = [self._total_train_tokens]
-        if total["tokens_pos"] > 0:
-            metrics["mean_token_accuracy"].append(total["top1_pos"] / total["tokens_pos"])
-            metrics["logits/chosen"].append(total["logits_pos"] / total["tokens_pos"])
-        if total["tokens_neg"] > 0:
-            metrics["logits/rejected"].append(total["logits_neg"] / total["tokens_neg"])
-        if total["n_pos"] > 0:
-            metrics["logps/chosen"].append(total["logp_pos"] / total["n_pos"])
-        if total["n_neg"] > 0:
-            metrics["logps/rejected"].append(total["logp_neg"] / total["n_neg"])
-        if total["n_reward_pos"] > 0:
-            metrics["rewards/chosen"].append(total["reward_pos"] / total["n_reward_pos"])
-        if total["n_reward_neg"] > 0:
-            metrics["rewards/rejected"].append(total["reward_neg"] / total["n_reward_neg"])
-        if total["n_reward_pos"] > 0 and total["n_reward_neg"] > 0:
-            margin = total["reward_pos"] / total["n_reward_pos"] - total["reward_neg"] / total["n_reward_neg"]
-            metrics["rewards/margins"].append(margin)
-        if total["n_finite"] > 0:
-            # Share of examples whose implicit reward u has the sign of their group (u > 0 for positives)
-            metrics["rewards/accuracies"].append(total["correct"] / total["n_finite"])
-        if self.score_type == "continuous" and total["n_finite"] > 1:
-            n = total["n_finite"]
-            cov = total["xy"] - total["x"] * total["y"] / n
-            var_x, var_y = total["xx"] - total["x"] ** 2 / n, total["yy"] - total["y"] ** 2 / n
+    def _token_level_positives(self) -> bool:
+        """Whether the positives' terms are token sums that the loss turns into a token mean (ULMA's token_nll)."""
+        return False
+
+    def _metrics_from_totals(self, t: dict[str, float], loss_parts: tuple[float, float] | None = None) -> dict:
+        """Metrics (and ``loss``) from sums and counts. ``loss_parts``: the (positive, negative) parts of the loss
+        when the trainer already has them (training); otherwise they are reduced from the summed terms."""
+        if loss_parts is None:
+            counts = GroupCounts(t["n_pos"], t["n_neg"], t["n_pos"] + t["n_neg"], t["tokens_pos"])
+            parts = reduce_groups(
+                torch.tensor(t["term_pos"]), torch.tensor(t["term_neg"]), counts, self.reduction,
+                self._token_level_positives(),
+            )  # fmt: skip
+            loss_parts = tuple(float(part) for part in parts)
+        metrics = {
+            "loss": loss_parts[0] + loss_parts[1],
+            "loss/sft": loss_parts[0],
+            "loss/preference": loss_parts[1],
+            "count/positive": t["n_pos"],
+            "count/negative": t["n_neg"],
+        }
+
+        def ratio(name: str, numerator: float, denominator: float) -> None:
+            if denominator > 0:
+                metrics[name] = numerator / denominator
+
+        ratio("entropy", t["entropy"], t["tokens"])
+        ratio("mean_token_accuracy", t["top1_pos"], t["tokens_pos"])
+        ratio("logits/chosen", t["logits_pos"], t["tokens_pos"])
+        ratio("logits/rejected", t["logits_neg"], t["tokens_neg"])
+        ratio("logps/chosen", t["logp_pos"], t["n_pos"])
+        ratio("logps/rejected", t["logp_neg"], t["n_neg"])
+        ratio("rewards/chosen", t["reward_pos"], t["n_reward_pos"])
+        ratio("rewards/rejected", t["reward_neg"], t["n_reward_neg"])
+        if t["n_reward_pos"] > 0 and t["n_reward_neg"] > 0:
+            metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
+        # Share of examples whose implicit reward u has the sign of their group (u > 0 for positives); u = 0 counts half
+        ratio("rewards/accuracies", t["correct"], t["n_finite"])
+        n = t["n_finite"]
+        if self.score_type == "continuous" and n > 1:
+            cov = t["xy"] - t["x"] * t["y"] / n
+            var_x, var_y = t["xx"] - t["x"] ** 2 / n, t["yy"] - t["y"] ** 2 / n
             if var_x > 0 and var_y > 0:
-                metrics["rewards/score_correlation"].append(cov / (var_x * var_y) ** 0.5)
+                metrics["rewards/score_correlation"] = cov / (var_x * var_y) ** 0.5
+        return metrics
 
 
-def _add_eos(example: dict[str, Any], eos_token: str) -> dict[str, Any]:
-    if not example["completion"].endswith(eos_token):
-        example["completion"] = example["completion"] + eos_token
-    return example
-
-
-def _tokenize_row(example: dict[str, Any], processing_class) -> dict[str, list[int]]:
-    """Token ids of the prompt and of the completion, split where prompt and prompt+completion diverge (as TRL)."""
-    if is_conversational(example):
-        prompt_ids = _tokenize(processing_class, example["prompt"], add_generation_prompt=True)["input_ids"]
-        full_ids = _tokenize(processing_class, example["prompt"] + example["completion"])["input_ids"]
-    else:
-        prompt_ids = _tokenize(processing_class, example["prompt"])["input_ids"]
-        full_ids = _tokenize(processing_class, example["prompt"] + example["completion"])["input_ids"]
-    prompt_length = common_prefix_length(prompt_ids, full_ids)
-    return {"prompt_ids": prompt_ids[:prompt_length], "completion_ids": full_ids[prompt_length:]}
+def _float_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of sums and counts: float64, except on Apple's MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _select_rows(inputs: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:

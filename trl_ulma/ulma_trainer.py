@@ -34,6 +34,9 @@ class ULMATrainer(PointwiseDPOTrainer):
         # The SFT term never reads the reference: training skips its forward on positives (eval keeps every row)
         return "negatives" if mode == "train" and self.sft_loss_type != "pointwise_dpo" else "all"
 
+    def _token_level_positives(self) -> bool:
+        return self.sft_loss_type == "token_nll"
+
     def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
         return ulma_loss(
             policy_logps,

@@ -11,6 +11,9 @@ A case is a trainer name with optional modifiers, e.g. ``ulma``, ``pointwise_dpo
     precompute  ``precompute_ref_log_probs=True``
     resume      stop at the first checkpoint, then resume from it with a fresh trainer
     accumulate  the rows of a step in 2 micro-batches (gradient accumulation)
+    eval        held-out rows (`EVAL_ROWS`, more than fill whole eval batches) evaluated before training, every 2
+                steps during it (`eval_strategy="steps"`) and after it
+    nolog       no logging step before the end (`logging_steps` > steps): only the final `train_loss` is logged
 """
 
 import argparse
@@ -22,22 +25,35 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import PreTrainedTokenizerFast, TrainerCallback, set_seed
 
-from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
+from trl_ulma import (
+    PointwiseDPOConfig,
+    PointwiseDPOTrainer,
+    ULMAConfig,
+    ULMATrainer,
+    UnlikelihoodConfig,
+    UnlikelihoodTrainer,
+)
 from trl_ulma.testing import toy_rows
 
 
 # Labels of the rows in training order, 4 per global step: "+" positive, "-" negative
 ORDER = "++--" "++++" "+--+" "---+"
 STEPS = len(ORDER) // 4
-TRAINERS = {"ulma": (ULMATrainer, ULMAConfig), "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig)}
-MODIFIERS = {"peft", "precompute", "resume", "accumulate"}
+TRAINERS = {
+    "ulma": (ULMATrainer, ULMAConfig),
+    "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig),
+    "unlikelihood": (UnlikelihoodTrainer, UnlikelihoodConfig),
+}
+MODIFIERS = {"peft", "precompute", "resume", "accumulate", "eval", "nolog"}
+# Held-out labels, grouped as DPO pairs give them (all positives, then all negatives): 11 rows fill no whole batch
+EVAL_ROWS = "++++++-----"
 
 
-def ordered_dataset() -> Dataset:
-    """Toy rows arranged so that their labels follow `ORDER`."""
-    rows = toy_rows(2 * len(ORDER))
+def ordered_dataset(order: str = ORDER, seed: int = 0) -> Dataset:
+    """Toy rows arranged so that their labels follow ``order``."""
+    rows = toy_rows(2 * len(order), seed=seed)
     pools = {True: [r for r in rows if r["label"]], False: [r for r in rows if not r["label"]]}
-    return Dataset.from_list([pools[label == "+"].pop(0) for label in ORDER])
+    return Dataset.from_list([pools[label == "+"].pop(0) for label in order])
 
 
 class StopAt(TrainerCallback):
@@ -51,7 +67,7 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_case(case: str, model: str, output_dir: Path, batch_size: int) -> dict:
+def run_case(case: str, model: str, output_dir: Path, batch_size: int, eval_batch_size: int) -> dict:
     name, *modifiers = case.split("+")
     if name not in TRAINERS or not set(modifiers) <= MODIFIERS:
         raise ValueError(f"unknown case {case!r}")
@@ -61,8 +77,11 @@ def run_case(case: str, model: str, output_dir: Path, batch_size: int) -> dict:
         output_dir=str(output_dir / case), use_cpu=True, bf16=False, gradient_checkpointing=False, max_steps=STEPS,
         per_device_train_batch_size=batch_size // accumulation, gradient_accumulation_steps=accumulation,
         train_sampling_strategy="sequential",
-        learning_rate=1e-2, logging_steps=1, save_strategy="steps", save_steps=STEPS // 2, report_to="none",
-        seed=0, precompute_ref_log_probs="precompute" in modifiers,
+        learning_rate=1e-2, logging_steps=STEPS + 1 if "nolog" in modifiers else 1, save_strategy="steps",
+        save_steps=STEPS // 2, report_to="none", seed=0,
+        per_device_eval_batch_size=eval_batch_size, eval_strategy="steps" if "eval" in modifiers else "no", eval_steps=2,
+        # UnlikelihoodConfig keeps its own setting: it loads no reference model
+        **({} if name == "unlikelihood" else {"precompute_ref_log_probs": "precompute" in modifiers}),
     )
     peft_config = None
     if "peft" in modifiers:
@@ -74,10 +93,15 @@ def run_case(case: str, model: str, output_dir: Path, batch_size: int) -> dict:
         return trainer_class(
             model=model, args=args, train_dataset=ordered_dataset(), peft_config=peft_config,
             processing_class=PreTrainedTokenizerFast.from_pretrained(model), callbacks=callbacks,
+            eval_dataset=ordered_dataset(EVAL_ROWS, seed=7) if "eval" in modifiers else None,
         )
 
     trainer = make_trainer([StopAt(STEPS // 2)] if "resume" in modifiers else None)
-    trainer.train()
+    evals = [trainer.evaluate()] if "eval" in modifiers else []
+    train_loss = trainer.train().training_loss
+    evals += [entry for entry in trainer.state.log_history if "eval_loss" in entry and entry["step"] > 0]
+    if "eval" in modifiers:
+        evals.append(trainer.evaluate())
     if "resume" in modifiers:
         assert trainer.state.global_step == STEPS // 2
         trainer = make_trainer()
@@ -90,6 +114,9 @@ def run_case(case: str, model: str, output_dir: Path, batch_size: int) -> dict:
         "engine": type(trainer.model_wrapped).__name__,
         "zero_stage": plugin.zero_stage if plugin else None,
         "logs": [entry for entry in trainer.state.log_history if "loss" in entry],
+        "train_loss": train_loss,
+        "final_log": trainer.state.log_history[-1],
+        "evals": evals,
         "checkpoint": str(output_dir / case / f"checkpoint-{STEPS}"),
     }
 
@@ -99,10 +126,11 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="directory of a saved model and tokenizer")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--batch-size", type=int, required=True, help="rows per rank per optimizer step")
+    parser.add_argument("--eval-batch-size", type=int, default=3, help="held-out rows per rank per eval batch")
     parser.add_argument("cases", nargs="+")
     options = parser.parse_args()
     for case in options.cases:
-        result = run_case(case, options.model, options.output_dir, options.batch_size)
+        result = run_case(case, options.model, options.output_dir, options.batch_size, options.eval_batch_size)
         if result.pop("main"):
             print("RESULT " + json.dumps(result), flush=True)
 
