@@ -37,7 +37,7 @@ def test_ulma_on_a_local_folder_prints_before_after_and_saves(model_dir, splits_
                  str(out), *FAST])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "ULMATrainer on" in printed and "held-out rows: 8" in printed
+    assert "ULMATrainer (1 process) on" in printed and "held-out rows: 8" in printed
     table = {line[:28].strip(): line[28:].split() for line in printed.splitlines() if line.startswith("implicit")}
     before, after = map(float, table["implicit reward margin"])
     assert before == 0.0 and after > 0.0  # the policy started as the reference and moved positives over negatives

@@ -1,6 +1,7 @@
 """What the README documents, launched as a user would: the `trl-ulma` CLI and `scripts/*.py` under
 `accelerate launch` with each shipped accelerate config, on 2 CPU processes (the README's laptop recipe: the shipped
-file plus `--cpu --num_processes 2`, and `--mixed_precision no` where the file sets bf16), with held-out data (a `test` split, or `--eval_fraction`), evaluation before,
+file plus `--num_processes 2`, and `--mixed_precision no` for the two that set bf16; never `--cpu`, which makes
+accelerate run one plain process whatever the file says), with held-out data (a `test` split, or `--eval_fraction`), evaluation before,
 during and after training, a few steps. Each launch must exit 0, print the before/after summary and save a model that
 loads back and differs from the base model.
 """
@@ -30,6 +31,9 @@ LAUNCHES = {
     "zero3": (["scripts/ulma.py"], "test_split"),
     "zero3_offload": ([CLI, "pointwise-dpo"], "eval_fraction"),
 }
+MODES = {"single_gpu": "1 process", "multi_gpu": "2 processes, DDP", "zero1": "2 processes, DeepSpeed ZeRO-1",
+         "zero2": "2 processes, DeepSpeed ZeRO-2", "zero3": "2 processes, DeepSpeed ZeRO-3",
+         "zero3_offload": "2 processes, DeepSpeed ZeRO-3"}
 FLAGS = ["--max_steps", "3", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "3",
          "--learning_rate", "1e-2", "--logging_steps", "1", "--eval_strategy", "steps", "--eval_steps", "2",
          "--gradient_checkpointing", "false", "--save_strategy", "no"]
@@ -70,18 +74,19 @@ def test_documented_launch_with_held_out_data(config, data, model_dir, tmp_path)
     entry, held_out = LAUNCHES[config]
     processes = 1 if config == "single_gpu" else 2
     extra = offload_without_cpu_adam(tmp_path) if config == "zero3_offload" else []
-    if not config.startswith("zero"):  # these YAMLs set bf16 autocast, meant for GPUs (DeepSpeed's follow the flags)
+    if not config.startswith("zero"):  # without the YAML's bf16 autocast, meant for GPUs (DeepSpeed follows the flags)
         extra += ["--mixed_precision", "no"]
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}.yaml",
-        "--cpu", "--num_processes", str(processes), "--main_process_port", str(free_port()), *extra,
+        "--num_processes", str(processes), "--main_process_port", str(free_port()), *extra,
         *entry, "--model_name_or_path", model_dir, "--dataset_name", *data[held_out], "--output_dir", str(out), *FLAGS,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
     printed = done.stdout
+    assert f"({MODES[config]})" in printed  # the launch really is what the config says
     assert f"held-out rows: {10 if held_out == 'test_split' else ''}" in printed
     table = {line[:28].strip(): line[28:].split() for line in printed.splitlines() if line.startswith(("implicit", "loss"))}
     assert table["implicit reward accuracy"][0] == "0.5000" and table["implicit reward margin"][0] == "0.0000"

@@ -311,13 +311,25 @@ def run_training(command: str, argv: list[str]) -> int:
     if trainer.is_world_process_zero():
         _fix_local_model_card(Path(training_args.output_dir) / "README.md", model, training_args.output_dir)
     trainer.accelerator.print(
-        summary(trainer_class.__name__, model, len(trainer.train_dataset), held_out, before, after)
+        summary(f"{trainer_class.__name__} ({launch_mode(trainer)})", model, len(trainer.train_dataset), held_out,
+                before, after)
     )
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}")
     if training_args.push_to_hub:
         trainer.push_to_hub(**_model_card_names(script_args, training_args))
     trainer.end()
     return 0
+
+
+def launch_mode(trainer) -> str:
+    """How the run is spread: "1 process", "2 processes, DDP", "8 processes, DeepSpeed ZeRO-3", ..."""
+    state = trainer.accelerator.state
+    processes = f"{state.num_processes} process{'es' if state.num_processes > 1 else ''}"
+    if state.deepspeed_plugin is not None:
+        return f"{processes}, DeepSpeed ZeRO-{state.deepspeed_plugin.zero_stage}"
+    if trainer.is_fsdp_enabled:
+        return f"{processes}, FSDP"
+    return f"{processes}, DDP" if state.num_processes > 1 else processes
 
 
 def summary(trainer_name: str, model: str, train_rows: int, held_out, before: dict, after: dict) -> str:

@@ -374,6 +374,8 @@ class PointwiseDPOTrainer(DPOTrainer):
             counts = self._group_counts(batch_samples)
             for batch in batch_samples:
                 batch["group_counts"] = counts
+                # The step's own counts (positives, negatives), logged as `count/*`
+                batch["step_counts"] = counts[:2] * self.accelerator.num_processes * len(batch_samples)
         return batch_samples, num_items_in_batch
 
     # ------------------------------------------------------------------------------------------------------------
@@ -466,6 +468,7 @@ class PointwiseDPOTrainer(DPOTrainer):
         inputs = dict(inputs)
         # Training batches carry their optimizer step's counts (`get_batch_samples`); evaluation normalises per batch
         counts = inputs.pop("group_counts", None)
+        step_counts = inputs.pop("step_counts", None)
         counts = GroupCounts(*(self._group_counts([inputs]) if counts is None else counts).tolist())
         completion_mask = inputs["completion_mask"]
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
@@ -495,7 +498,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather(outputs.aux_loss.detach()).mean().item())
 
-        self._log_metrics(mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result)
+        self._log_metrics(mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result, step_counts)
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**model_kwargs)
@@ -512,7 +515,11 @@ class PointwiseDPOTrainer(DPOTrainer):
         "logits_neg", "tokens_neg", "x", "y", "xy", "xx", "yy",
     )  # fmt: skip
 
-    def _log_metrics(self, mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput):
+    def _log_metrics(
+        self, mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput, step_counts=None
+    ):
+        """Training: one entry per micro-batch (over ranks; ``step_counts``, the optimizer step's positives and
+        negatives, become `count/*`). Evaluation: sums added up for `evaluation_loop`."""
         rows = self._row_stats(outputs, token_mask, policy_logps, ref_logps, scores, result)
         if mode == "eval":  # added up over the whole evaluation, turned into metrics by `evaluation_loop`
             total = self.accelerator.gather_for_metrics(rows).sum(0)
@@ -524,9 +531,15 @@ class PointwiseDPOTrainer(DPOTrainer):
         world = self.accelerator.num_processes
         metrics = self._metrics_from_totals(totals, loss_parts=(total[-2] / world, total[-1] / world))
         metrics.pop("loss")
+        if step_counts is not None:  # per optimizer step, not per micro-batch (gradient accumulation)
+            metrics["count/positive"], metrics["count/negative"] = step_counts.tolist()
         for name, value in metrics.items():
             self._metrics["train"][name].append(value)
-        self._total_train_tokens += int(self.accelerator.gather(inputs["attention_mask"].sum()).sum().item())
+        if self._total_train_tokens == 0:  # resumed from a checkpoint: count on from its last log
+            logged = [entry["num_tokens"] for entry in self.state.log_history if "num_tokens" in entry]
+            self._total_train_tokens = int(logged[-1]) if logged else 0
+        tokens = int(self.accelerator.gather(inputs["attention_mask"].sum()).sum().item())
+        self._total_train_tokens += tokens // self._tp_size  # tensor-parallel ranks share their tokens, as in TRL
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
 
     def _row_stats(self, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput) -> torch.Tensor:
