@@ -191,8 +191,14 @@ def world_harm_rate(prompts: list[Prompt], samples: int = 4000, seed: int = 0) -
     return statistics.fmean(is_harmful(sample_answer(rng, rng.choice(prompts))) for _ in range(samples))
 
 
-def alignment_rows(prompts: list[Prompt], per_prompt: int, noise: float, seed: int) -> list[dict[str, Any]]:
-    """Point-wise rows: ``per_prompt`` world answers to each prompt, labelled by the checker, flipped w.p. ``noise``."""
+def alignment_rows(
+    prompts: list[Prompt], per_prompt: int, noise: float, seed: int, positive_share: float = 0.0
+) -> list[dict[str, Any]]:
+    """Point-wise rows: ``per_prompt`` world answers to each prompt, labelled by the checker, flipped w.p. ``noise``.
+
+    ``positive_share`` (0: as the world gives, about 0.55): positives are dropped at random until they are this share
+    of the rows (unbalanced thumbs up/down, where most answers got a thumbs-down).
+    """
     rng = random.Random(seed)
     rows = []
     for prompt in prompts:
@@ -200,6 +206,11 @@ def alignment_rows(prompts: list[Prompt], per_prompt: int, noise: float, seed: i
             answer = sample_answer(rng, prompt)
             label = not is_harmful(answer)
             rows.append({"prompt": prompt.text, "completion": answer, "label": label ^ (rng.random() < noise)})
+    if positive_share:
+        negatives = [row for row in rows if not row["label"]]
+        keep = round(positive_share / (1 - positive_share) * len(negatives))
+        kept = set(map(id, rng.sample([row for row in rows if row["label"]], keep)))
+        rows = [row for row in rows if not row["label"] or id(row) in kept]
     return rows
 
 
@@ -212,6 +223,7 @@ class Settings:
 
     seeds: tuple[int, ...] = (0, 1, 2)
     noise: float = 0.1
+    positive_share: float = 0.0  # 0: the world's share; else positives are dropped down to it
     per_prompt: int = 6  # alignment answers per training prompt
     pretrain_steps: int = 600
     hidden_size: int = 64
@@ -236,6 +248,8 @@ METHODS: dict[str, dict[str, Any]] = {  # label -> `trl_ulma.baselines` method a
     "kto": {"method": "kto"},
     "unlikelihood": {"method": "unlikelihood"},
     "pointwise_dpo": {"method": "pointwise_dpo"},
+    "pointwise_dpo_prior": {"method": "pointwise_dpo", "class_prior": True},  # log_z at the labels' prior log-odds
+    "pointwise_dpo_per_group": {"method": "pointwise_dpo", "reduction": "per_group"},
     "ulma": {"method": "ulma"},  # trl-ulma's defaults: preference_balance=0.25
     "ulma_paper": {"method": "ulma", "preference_balance": None},  # the paper's plain sum of the two terms
 }
@@ -341,7 +355,7 @@ def run_seed(
     """Pretrain, align with every method and evaluate, for one seed. ``methods``: label -> method and settings."""
     train_prompts, test_prompts = split_prompts(seed)
     base = pretrain(workdir / f"pretrained-{seed}", seed, settings)
-    rows = alignment_rows(train_prompts, settings.per_prompt, settings.noise, seed + 1000)
+    rows = alignment_rows(train_prompts, settings.per_prompt, settings.noise, seed + 1000, settings.positive_share)
     results = {}
     for label, spec in methods.items():
         start = time.perf_counter()

@@ -70,6 +70,10 @@ def test_world_and_data():
     assert all(gt.is_well_formed(row["completion"], goal) for row, goal in zip(clean, goals))
     flipped = gt.alignment_rows(train[:20], per_prompt=5, noise=1.0, seed=1)
     assert [row["label"] for row in flipped] == [not row["label"] for row in clean]
+    unbalanced = gt.alignment_rows(train[:20], per_prompt=5, noise=0.0, seed=1, positive_share=0.36)
+    negatives = [row for row in clean if not row["label"]]
+    assert [row for row in unbalanced if not row["label"]] == negatives  # every negative kept, in order
+    assert sum(row["label"] for row in unbalanced) == round(0.36 / 0.64 * len(negatives))
 
     tokenizer = gt.world_tokenizer()
     text = train[0].text + clean[0]["completion"]

@@ -494,3 +494,72 @@ def test_deprecated_pad_token_option_and_tokenizer_revision(model_dir, tokenizer
     monkeypatch.setattr(pointwise_dpo_trainer.AutoProcessor, "from_pretrained", spy)
     ULMATrainer(model=model_dir, args=make_args(model_init_kwargs={"revision": "v1"}), train_dataset=toy_dataset(8))
     assert seen["revision"] == "v1"
+
+
+def unbalanced_rows(positives: int = 3, negatives: int = 7) -> Dataset:
+    rows = toy_rows(4 * (positives + negatives))
+    return Dataset.from_list([r for r in rows if r["label"]][:positives] + [r for r in rows if not r["label"]][:negatives])
+
+
+def test_class_prior_sets_log_z_to_the_prior_log_odds(model_dir, tokenizer, make_args, caplog):
+    """3 positives in 10: log_z = log(0.3 / 0.7), and at the reference (h = 0) the loss is the labels' entropy, the
+    best an uninformative fit can do (with log_z = 0 it would be log 2)."""
+    import logging
+
+    args = make_args(PointwiseDPOConfig, class_prior=True, per_device_train_batch_size=10)
+    with caplog.at_level(logging.WARNING):
+        trainer = PointwiseDPOTrainer(model=model_dir, args=args, train_dataset=unbalanced_rows(),
+                                      processing_class=tokenizer)
+    assert trainer.log_z == pytest.approx(math.log(0.3 / 0.7), rel=1e-12)
+    assert "Unbalanced labels" not in caplog.text
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(10)])
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    assert loss.item() == pytest.approx(-(0.3 * math.log(0.3) + 0.7 * math.log(0.7)), rel=1e-5)
+    # The uninformed gradient pushes positives up and negatives down with equal total weight: sum of d loss / d u = 0
+    u = torch.full((10,), trainer.log_z, requires_grad=True)
+    z = batch["score"]
+    (-(z * F.logsigmoid(u) + (1 - z) * F.logsigmoid(-u))).sum().backward()
+    assert u.grad.sum().item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "trainer_class, config_class, overrides, warned",
+    [
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {}, True),
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {"reduction": "per_group"}, False),
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {"class_prior": True}, False),
+        (ULMATrainer, ULMAConfig, {"reduction": "mean"}, False),  # its SFT term fits no reward on positives
+    ],
+)
+def test_unbalanced_labels_warn_with_the_fix(trainer_class, config_class, overrides, warned, model_dir, tokenizer,
+                                             make_args, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        trainer_class(model=model_dir, args=make_args(config_class, **overrides), train_dataset=unbalanced_rows(),
+                      processing_class=tokenizer)
+    assert ("Unbalanced labels: 3 of 10 training rows are positive" in caplog.text) == warned
+    if warned:
+        assert "class_prior=True" in caplog.text and "reduction='per_group'" in caplog.text
+
+
+def test_balanced_labels_do_not_warn(model_dir, tokenizer, make_args, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig), train_dataset=unbalanced_rows(5, 5),
+                            processing_class=tokenizer)
+    assert "Unbalanced labels" not in caplog.text
+
+
+@pytest.mark.parametrize("trainer_class, config_class, continuous", [
+    (ULMATrainer, ULMAConfig, False), (PointwiseDPOTrainer, PointwiseDPOConfig, True)])
+def test_class_prior_is_refused_where_it_does_not_apply(trainer_class, config_class, continuous, model_dir,
+                                                        tokenizer, make_args):
+    rows = unbalanced_rows()
+    if continuous:
+        rows = rows.map(lambda row: {"score": float(row["label"])}).remove_columns("label")
+    with pytest.raises(ValueError, match="class_prior=True` applies to point-wise DPO with binary labels"):
+        trainer_class(model=model_dir, args=make_args(config_class, class_prior=True), train_dataset=rows,
+                      processing_class=tokenizer)

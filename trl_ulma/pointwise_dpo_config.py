@@ -33,6 +33,12 @@ class PointwiseDPOConfig(DPOConfig):
             column means continuous.
         log_z (`float`, *optional*, defaults to `0.0`):
             Constant added to beta * log(pi / pi_ref); it stands for beta * log Z(x). The paper argues Z(x) ~ 1, so 0.
+        class_prior (`bool`, *optional*, defaults to `False`):
+            Point-wise DPO with binary labels: set `log_z` to the training set's prior log-odds log(p / (1 - p)), p
+            the mean label. The logistic fit then explains each label's departure from the base rate, and the
+            reference itself (h = 0) is the optimum of an uninformative fit whatever the share of positives; with
+            `log_z = 0` and few positives that optimum lies below the reference for every completion, which the model
+            reaches by lowering what all answers share. At p = 0.5 it is `log_z = 0`.
         length_normalize (`bool`, *optional*, defaults to `True`):
             Whether a completion's log-prob is the mean over its tokens (what the ULMA authors' code does, and so the
             setting behind the paper's results) or their sum (what TRL's DPO does). With the mean, beta acts on a
@@ -62,6 +68,13 @@ class PointwiseDPOConfig(DPOConfig):
     log_z: float = field(
         default=0.0,
         metadata={"help": "Constant standing for beta * log Z(x), added to the implicit reward."},
+    )
+    class_prior: bool = field(
+        default=False,
+        metadata={
+            "help": "Point-wise DPO, binary labels: log_z = the training set's prior log-odds log(p / (1 - p)), so an "
+            "uninformative fit stays at the reference whatever the share of positives (replaces log_z)."
+        },
     )
     length_normalize: bool = field(
         default=True,

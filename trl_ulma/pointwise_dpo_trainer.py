@@ -6,6 +6,7 @@ reference forwards (TRL's fused LM head, no full-vocabulary logits), reference p
 
 import contextlib
 import hashlib
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any
@@ -121,6 +122,9 @@ class PointwiseDPOTrainer(DPOTrainer):
     _config_class = PointwiseDPOConfig
     _eval_totals: torch.Tensor | None = None  # the evaluation's summed `_row_stats`
     _eval_engine = None  # the DeepSpeed engine an evaluation before `train` runs in
+    # The loss fits every row's implicit reward to its label, so the labels' base rate matters (ULMA's SFT term and
+    # unlikelihood training fit no reward on positives)
+    _logistic_on_every_row = True
 
     def __init__(
         self,
@@ -158,6 +162,13 @@ class PointwiseDPOTrainer(DPOTrainer):
             if option.name not in {f.name for f in fields(DPOConfig)}:
                 setattr(self, option.name, getattr(args, option.name, option.default))
         self.score_type = self.score_type or infer_score_type(columns)
+        if self.class_prior and not (self._logistic_on_every_row and self.score_type == "binary"):
+            raise ValueError(
+                f"`class_prior=True` applies to point-wise DPO with binary labels, not to {type(self).__name__} with "
+                f"score_type={self.score_type!r}: leave it False."
+            )
+        if self.class_prior and isinstance(train_dataset, IterableDataset):
+            raise ValueError("`class_prior=True` needs the share of positives: use a map-style Dataset, or set log_z.")
 
         # The point-wise collator is built before `DPOTrainer.__init__`, which would otherwise build the paired one
         # and which already uses the collator when it precomputes reference log-probs.
@@ -223,12 +234,31 @@ class PointwiseDPOTrainer(DPOTrainer):
         return dataset
 
     def _check_groups(self, dataset: Dataset) -> None:
-        positives = sum(score >= self.positive_threshold for score in dataset["score"])
+        scores = dataset["score"]
+        positives = sum(score >= self.positive_threshold for score in scores)
         if positives in (0, len(dataset)):
             missing = "positive" if positives == 0 else "negative"
             logger.warning(
                 f"The training set has no {missing} examples (score {'>=' if missing == 'positive' else '<'} "
                 f"positive_threshold={self.positive_threshold}): {type(self).__name__} {self._degenerate_note(missing)}",
+                main_process_only=True,
+            )
+        elif self._logistic_on_every_row and self.score_type == "binary":
+            self._fit_class_prior(sum(scores) / len(scores), positives, len(scores))
+
+    def _fit_class_prior(self, prior: float, positives: int, rows: int) -> None:
+        """`class_prior`: log_z at the prior log-odds; without it, warn when the labels are unbalanced (as KTO does)."""
+        log_odds = math.log(prior / (1 - prior))
+        if self.class_prior:
+            self.log_z = log_odds
+            logger.info(f"class_prior: mean label {prior:.3f}, log_z = {log_odds:.4f}", main_process_only=True)
+        elif abs(log_odds) > math.log(2) and self.reduction == "mean" and self.log_z == 0:
+            logger.warning(
+                f"Unbalanced labels: {positives} of {rows} training rows are positive (mean label {prior:.2f}). With "
+                f"log_z=0 the logistic fit pulls every implicit reward toward the prior log-odds {log_odds:+.2f}, "
+                f"{'below' if log_odds < 0 else 'above'} the reference for all completions alike, which the model "
+                "reaches by moving what all answers share. Set class_prior=True (log_z at the prior log-odds) or "
+                "reduction='per_group' (each group weighted equally).",
                 main_process_only=True,
             )
 

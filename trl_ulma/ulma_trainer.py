@@ -22,6 +22,7 @@ class ULMATrainer(PointwiseDPOTrainer):
 
     _tag_names = ["trl", "trl-ulma", "ulma"]
     _name = "ULMA"
+    _logistic_on_every_row = False
     _config_class = ULMAConfig
 
     def _preference_weight(self) -> float:

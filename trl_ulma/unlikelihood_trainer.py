@@ -39,6 +39,7 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
     _tag_names = ["trl", "trl-ulma", "unlikelihood"]
     _name = "Unlikelihood"
     _paper = UNLIKELIHOOD_PAPER
+    _logistic_on_every_row = False
     _config_class = UnlikelihoodConfig
 
     def __init__(self, model, ref_model=None, args: UnlikelihoodConfig | None = None, *positional, **kwargs):
