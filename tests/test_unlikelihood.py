@@ -82,3 +82,14 @@ def test_refuses_a_reference(model_dir, tokenizer, make_args):
         )
     with pytest.raises(ValueError, match="unlikelihood_form"):
         UnlikelihoodConfig(output_dir="out", use_cpu=True, unlikelihood_form="bogus")
+
+
+def test_no_weight_is_hashed_at_start_up(model_dir, tokenizer, make_args, monkeypatch):
+    """No reference model, so no reference cache to key: DPOTrainer's start-up hash of every weight is skipped."""
+    hashed = []
+    monkeypatch.setattr(dpo_trainer, "hash_module", lambda module: hashed.append(module) or "hash")
+    trainer = UnlikelihoodTrainer(model=model_dir, args=make_args(UnlikelihoodConfig), train_dataset=toy_dataset(8),
+                                  processing_class=tokenizer)
+    assert hashed == [] and trainer.ref_model is None
+    trainer.train()
+    assert hashed == []

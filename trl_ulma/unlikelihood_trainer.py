@@ -1,6 +1,9 @@
 """`UnlikelihoodTrainer`: the ULMA paper's unlikelihood baseline, on point-wise data, with no reference model."""
 
+from unittest import mock
+
 from datasets import Dataset
+from trl.trainer import dpo_trainer
 
 from .losses import GroupCounts, LossOutput, unlikelihood_loss
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
@@ -51,7 +54,10 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
                 f"`precompute_ref_log_probs=False` would make DPOTrainer load a reference model that unlikelihood "
                 f"training never reads. Use `UnlikelihoodConfig` (got {type(args).__name__})."
             )
-        super().__init__(model, None, args, *positional, **kwargs)
+        # `precompute_ref_log_probs=True` keeps DPOTrainer from loading a reference model; it would also hash every
+        # weight at start-up to key a reference cache this trainer never reads
+        with mock.patch.object(dpo_trainer, "hash_module", lambda module: None):
+            super().__init__(model, None, args, *positional, **kwargs)
         # With precompute on, DPOTrainer kept no reference model; with it off, batches need no `ref_logps` column
         self.precompute_ref_logps = False
 
