@@ -563,3 +563,31 @@ def test_class_prior_is_refused_where_it_does_not_apply(trainer_class, config_cl
     with pytest.raises(ValueError, match="class_prior=True` applies to point-wise DPO with binary labels"):
         trainer_class(model=model_dir, args=make_args(config_class, class_prior=True), train_dataset=rows,
                       processing_class=tokenizer)
+
+
+def test_bookkeeping_floats_keep_their_precision_when_deepspeed_casts_the_batch(model_dir, tokenizer, make_args):
+    """Under DeepSpeed with bf16, transformers casts a batch's floats to bf16: scores, reference log-probs and
+    counts must not be (a summed reference log-prob of -187.3 would become -187.0, a count of 257 256)."""
+    trainer = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig), train_dataset=toy_dataset(8),
+                                  processing_class=tokenizer)
+    trainer._prepare_input = lambda data: {key: value.to(torch.bfloat16) if value.is_floating_point() else value
+                                           for key, value in data.items()}  # what DeepSpeed bf16 does to them
+    batch = {"input_ids": torch.tensor([[1, 2]]), "attention_mask": torch.tensor([[1, 1]]),
+             "score": torch.tensor([0.699]), "ref_logps": torch.tensor([-187.3]),
+             "group_counts": torch.tensor([257.0, 1.0, 258.0, 3.0]), "step_counts": torch.tensor([257.0, 1.0]),
+             "pixel_values": torch.tensor([0.3])}
+    prepared = trainer._prepare_inputs(batch)
+    for key in ("score", "ref_logps", "group_counts", "step_counts"):
+        assert prepared[key].dtype == torch.float32 and torch.equal(prepared[key], batch[key])
+    assert prepared["pixel_values"].dtype == torch.bfloat16  # model inputs still follow DeepSpeed's dtype
+
+
+def test_class_prior_comes_from_the_training_set_only(model_dir, tokenizer, make_args):
+    """An eval split named "train" (prepared after the training set) does not change the prior, and accuracy counts
+    the sign of beta * h, so it is 0.5 before training even with log_z at the prior log-odds."""
+    trainer = PointwiseDPOTrainer(
+        model=model_dir, args=make_args(PointwiseDPOConfig, class_prior=True), train_dataset=unbalanced_rows(),
+        eval_dataset={"train": unbalanced_rows(6, 2)}, processing_class=tokenizer,
+    )
+    assert trainer.log_z == pytest.approx(math.log(0.3 / 0.7))
+    assert trainer.evaluate()["eval_rewards/accuracies"] == 0.5

@@ -207,6 +207,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
+        self._fit_class_prior()
 
     # ------------------------------------------------------------------------------------------------------------
     # Data
@@ -243,11 +244,17 @@ class PointwiseDPOTrainer(DPOTrainer):
                 f"positive_threshold={self.positive_threshold}): {type(self).__name__} {self._degenerate_note(missing)}",
                 main_process_only=True,
             )
-        elif self._logistic_on_every_row and self.score_type == "binary":
-            self._fit_class_prior(sum(scores) / len(scores), positives, len(scores))
 
-    def _fit_class_prior(self, prior: float, positives: int, rows: int) -> None:
-        """`class_prior`: log_z at the prior log-odds; without it, warn when the labels are unbalanced (as KTO does)."""
+    def _fit_class_prior(self) -> None:
+        """`class_prior`: log_z at the training set's prior log-odds; without it, warn when the labels are unbalanced
+        (as KTO does). Binary labels, map-style training set, once (`__init__`)."""
+        if not (self._logistic_on_every_row and self.score_type == "binary") or isinstance(self.train_dataset,
+                                                                                             IterableDataset):
+            return
+        scores = self.train_dataset["score"]
+        positives, rows, prior = sum(s >= self.positive_threshold for s in scores), len(scores), sum(scores) / len(scores)
+        if prior in (0, 1):
+            return  # one class only: `_check_groups` already warned
         log_odds = math.log(prior / (1 - prior))
         if self.class_prior:
             self.log_z = log_odds
@@ -472,6 +479,15 @@ class PointwiseDPOTrainer(DPOTrainer):
     # ------------------------------------------------------------------------------------------------------------
     # Loss
     # ------------------------------------------------------------------------------------------------------------
+    # Floats of a batch that are not model inputs: transformers casts a batch's floats to DeepSpeed's bf16/fp16, which
+    # would round summed reference log-probs by whole nats, step counts above 256 and scores near the threshold
+    _EXACT_FLOATS = ("score", "ref_logps", "group_counts", "step_counts")
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        exact = {key: inputs[key].to(self.args.device) for key in self._EXACT_FLOATS if key in inputs}
+        prepared = super()._prepare_inputs({key: value for key, value in inputs.items() if key not in exact})
+        return prepared | exact
+
     @staticmethod
     def _model_kwargs(inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         skip = ("completion_mask", "score", "ref_logps", "group_counts")
@@ -480,7 +496,8 @@ class PointwiseDPOTrainer(DPOTrainer):
         return kwargs
 
     def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
-        """The point-wise objective on one batch; `ULMATrainer` overrides this alone."""
+        """The point-wise objective on one batch; `ULMATrainer` overrides this alone. The `LossOutput` must carry the
+        per-example ``terms`` (the metrics and the whole-set `eval_loss` are made of them)."""
         return pointwise_dpo_loss(
             policy_logps,
             ref_logps,
@@ -577,7 +594,6 @@ class PointwiseDPOTrainer(DPOTrainer):
         positive = scores >= self.positive_threshold
         rewards = (self.beta * (policy_logps - ref_logps)).detach()
         logps = policy_logps.detach()
-        u = rewards + self.log_z
         finite = torch.isfinite(rewards)
         mask = token_mask.bool()
         pos_tokens = mask & positive[:, None]
@@ -591,8 +607,8 @@ class PointwiseDPOTrainer(DPOTrainer):
             # Zero out unselected entries first: a NaN reward (no reference computed) must not leak into a sum
             return torch.where(condition, values, torch.zeros_like(values))
 
-        # An implicit reward of exactly 0 (every example before training) says nothing: it counts half, as chance
-        correct = torch.where(u == 0, 0.5, ((u > 0) == positive).to(u.dtype))
+        # The implicit reward beta * h has the sign of the group; exactly 0 (every example before training) counts half
+        correct = torch.where(rewards == 0, 0.5, ((rewards > 0) == positive).to(rewards.dtype))
         terms = result.terms.detach()
         stats = {
             "n_pos": positive,
@@ -659,7 +675,7 @@ class PointwiseDPOTrainer(DPOTrainer):
         ratio("rewards/rejected", t["reward_neg"], t["n_reward_neg"])
         if t["n_reward_pos"] > 0 and t["n_reward_neg"] > 0:
             metrics["rewards/margins"] = metrics["rewards/chosen"] - metrics["rewards/rejected"]
-        # Share of examples whose implicit reward u has the sign of their group (u > 0 for positives); u = 0 counts half
+        # Share of examples whose implicit reward beta * h has the sign of their group; 0 counts half
         ratio("rewards/accuracies", t["correct"], t["n_finite"])
         n = t["n_finite"]
         if self.score_type == "continuous" and n > 1:
