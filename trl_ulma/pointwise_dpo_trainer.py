@@ -207,7 +207,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
-        self._fit_class_prior()
+        self._check_training_labels()
 
     # ------------------------------------------------------------------------------------------------------------
     # Data
@@ -224,8 +224,6 @@ class PointwiseDPOTrainer(DPOTrainer):
             if isinstance(dataset, Dataset):
                 report_prompt_cuts(dataset, dataset_name)
                 report_lengths(dataset, args.max_length, args.truncation_mode, dataset_name)
-                if dataset_name == "train":
-                    self._check_groups(dataset)
             if args.max_length is not None and args.truncation_mode == "keep_start":
                 # As in TRL: a prompt filling `max_length` would leave no completion token to learn from
                 if isinstance(dataset, Dataset):
@@ -234,27 +232,23 @@ class PointwiseDPOTrainer(DPOTrainer):
                     dataset = dataset.filter(PromptFitsFilter(args.max_length, dataset_name))
         return dataset
 
-    def _check_groups(self, dataset: Dataset) -> None:
-        scores = dataset["score"]
-        positives = sum(score >= self.positive_threshold for score in scores)
-        if positives in (0, len(dataset)):
+    def _check_training_labels(self) -> None:
+        """Once, on the prepared training set (map-style): warn when a group is missing; for binary labels fitted by
+        the logistic loss, set `class_prior`'s log_z or warn, as KTO does, when the labels are unbalanced."""
+        if isinstance(self.train_dataset, IterableDataset):
+            return
+        scores = self.train_dataset["score"]
+        positives, rows = sum(score >= self.positive_threshold for score in scores), len(scores)
+        if positives in (0, rows):
             missing = "positive" if positives == 0 else "negative"
             logger.warning(
                 f"The training set has no {missing} examples (score {'>=' if missing == 'positive' else '<'} "
                 f"positive_threshold={self.positive_threshold}): {type(self).__name__} {self._degenerate_note(missing)}",
                 main_process_only=True,
             )
-
-    def _fit_class_prior(self) -> None:
-        """`class_prior`: log_z at the training set's prior log-odds; without it, warn when the labels are unbalanced
-        (as KTO does). Binary labels, map-style training set, once (`__init__`)."""
-        if not (self._logistic_on_every_row and self.score_type == "binary") or isinstance(self.train_dataset,
-                                                                                             IterableDataset):
+        prior = sum(scores) / rows
+        if not (self._logistic_on_every_row and self.score_type == "binary") or prior in (0, 1):
             return
-        scores = self.train_dataset["score"]
-        positives, rows, prior = sum(s >= self.positive_threshold for s in scores), len(scores), sum(scores) / len(scores)
-        if prior in (0, 1):
-            return  # one class only: `_check_groups` already warned
         log_odds = math.log(prior / (1 - prior))
         if self.class_prior:
             self.log_z = log_odds
