@@ -247,8 +247,8 @@ METHODS: dict[str, dict[str, Any]] = {  # label -> `trl_ulma.baselines` method a
     "dpo": {"method": "dpo"},
     "kto": {"method": "kto"},
     "unlikelihood": {"method": "unlikelihood"},
-    "pointwise_dpo": {"method": "pointwise_dpo"},
-    "pointwise_dpo_prior": {"method": "pointwise_dpo", "class_prior": True},  # log_z at the labels' prior log-odds
+    "pointwise_dpo": {"method": "pointwise_dpo"},  # trl-ulma's defaults: log_z at the labels' prior log-odds
+    "pointwise_dpo_paper": {"method": "pointwise_dpo", "score_baseline": "none"},  # the paper's log_z = 0
     "pointwise_dpo_per_group": {"method": "pointwise_dpo", "reduction": "per_group"},
     "ulma": {"method": "ulma"},  # trl-ulma's defaults: preference_balance=0.25
     "ulma_paper": {"method": "ulma", "preference_balance": None},  # the paper's plain sum of the two terms

@@ -759,3 +759,74 @@ def test_counts_across_ranks_reproduce_the_full_batch_loss(reduction, sft_loss_t
     assert ((halves[0] + halves[1]) / 2).item() == pytest.approx(full.item(), rel=1e-6)
     local = ulma_loss(policy[:2], ref[:2], scores[:2], token_logps=tokens[:2], token_mask=mask[:2], **kwargs).loss
     assert reduction == "mean" or local.item() != pytest.approx(halves[0].item())  # the counts do matter
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Baselines and scales (trl_ulma.targets): gradient signs per score level at initialisation
+# ---------------------------------------------------------------------------------------------------------------------
+LEVELS = [0.0, 0.25, 0.5, 1.0, 1.0]  # a 1-5 rating with 4 and 5 positives: `ratings_to_scores(positive_at=4)`
+
+
+def initial_grads(loss_fn, scores, **kwargs) -> list[float]:
+    """d loss / d policy_logps per row at the reference (h = 0)."""
+    policy = torch.zeros(len(scores), dtype=torch.float64, requires_grad=True)
+    loss_fn(policy, torch.zeros_like(policy), t(scores), **kwargs).loss.backward()
+    return policy.grad.tolist()
+
+
+def target_options(score_type: str, baseline: str) -> dict:
+    """The loss arguments a trainer passes for ``LEVELS`` (beta 0.1) under ``score_baseline=baseline``."""
+    from trl_ulma.targets import baseline_offset, resolve_scale
+
+    if baseline == "paper":
+        return {"score_type": score_type}
+    scale = resolve_scale("auto", 0.1, LEVELS) if score_type == "continuous" else 1.0
+    mean = sum(LEVELS) / len(LEVELS)
+    return {"score_type": score_type, "log_z": baseline_offset(mean, score_type, scale), "score_scale": scale}
+
+
+@pytest.mark.parametrize("loss_fn", [pointwise_dpo_loss, ulma_loss])
+@pytest.mark.parametrize("score_type", ["binary", "continuous"])
+def test_grad_signs_per_score_level_with_the_mean_baseline(loss_fn, score_type):
+    """Answers scored below the mean are pushed down (positive gradient: descent lowers h), and the push is
+    monotone in the score; positives are pulled up."""
+    grads = initial_grads(loss_fn, LEVELS, beta=0.1, **target_options(score_type, "mean"))
+    assert grads[0] > grads[1] > grads[2] and grads[1] > 0  # 0 and 0.25 lie below the mean, 0.45
+    assert grads[3] < 0 and grads[4] < 0
+
+
+def test_grad_signs_of_the_papers_continuous_loss_push_nothing_down():
+    """The paper's continuous loss (log_z = 0, scale 1) pulls every score above 0 up and leaves score 0 alone: the
+    behaviour the baseline fixes."""
+    grads = initial_grads(pointwise_dpo_loss, LEVELS, beta=0.1, **target_options("continuous", "paper"))
+    assert grads[0] == 0 and all(g < 0 for g in grads[1:])
+
+
+@pytest.mark.parametrize("score_type", ["binary", "continuous"])
+@pytest.mark.parametrize("balance", [0.25, 1.0])
+def test_preference_balance_is_the_same_share_for_every_score_type(score_type, balance):
+    """The typical negative (label 0; for scores, one standard deviation below the baseline) starts with
+    ``balance`` times a positive's pull (1), whatever the score type and baseline."""
+    from trl_ulma.targets import score_std
+
+    options = target_options(score_type, "mean")
+    mean, std = sum(LEVELS) / len(LEVELS), score_std(LEVELS)
+    unit = options["score_scale"] * std
+    weight = balance * balanced_preference_weight(0.1, score_type, "nll", options["log_z"], unit)
+    typical = 0.0 if score_type == "binary" else mean - std
+    grads = initial_grads(ulma_loss, [typical, 1.0], beta=0.1, reduction="mean", preference_weight=weight, **options)
+    assert grads[0] * 2 == pytest.approx(balance, rel=1e-9)  # reduction "mean" over 2 rows
+    assert grads[1] * 2 == pytest.approx(-1.0, rel=1e-9)
+
+
+def test_targets_hand_values():
+    from trl_ulma.targets import baseline_offset, prompt_baselines, resolve_scale
+
+    assert resolve_scale("auto", 0.1, [0.0, 1.0]) == pytest.approx(0.2)  # std 0.5
+    assert resolve_scale(2.0, 0.1, [0.0, 1.0]) == 2.0
+    with pytest.raises(ValueError, match="every training score is 0.5"):
+        resolve_scale("auto", 0.1, [0.5, 0.5])
+    assert baseline_offset(0.2, "binary", 1.0) == pytest.approx(math.log(0.25))
+    assert baseline_offset(0.0, "binary", 1.0) == pytest.approx(math.log(1e-3 / (1 - 1e-3)))  # kept finite
+    assert baseline_offset(0.2, "continuous", 3.0) == pytest.approx(0.6)
+    assert prompt_baselines([1.0, 0.0, 5.0], ["a", "a", "b"], 2.0) == pytest.approx([1.0, 1.0, 2.0])

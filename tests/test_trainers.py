@@ -99,7 +99,8 @@ def test_trainer_loss_matches_independent_computation(
     z = batch["score"]
     positive = z >= 1.0
     if trainer_class is ULMATrainer:  # per_group: -mean_pos logp + weight * mean_neg -log sigmoid(-u)
-        weight = 0.25 * 2 / 0.5  # preference_balance=0.25 (the default) times the balanced weight 2 / beta
+        # preference_balance=0.25 (the default) over a label-0 negative's initial push beta * sigmoid(log_z)
+        weight = 0.25 / (0.5 * torch.sigmoid(torch.tensor(0.2)).item())
         sft = -completion_logps(policy, batch, length_normalize)[positive].mean()
         expected = sft - weight * F.logsigmoid(-u[~positive]).mean()
     else:  # mean over examples of the logistic loss
@@ -501,23 +502,23 @@ def unbalanced_rows(positives: int = 3, negatives: int = 7) -> Dataset:
     return Dataset.from_list([r for r in rows if r["label"]][:positives] + [r for r in rows if not r["label"]][:negatives])
 
 
-def test_class_prior_sets_log_z_to_the_prior_log_odds(model_dir, tokenizer, make_args, caplog):
-    """3 positives in 10: log_z = log(0.3 / 0.7), and at the reference (h = 0) the loss is the labels' entropy, the
-    best an uninformative fit can do (with log_z = 0 it would be log 2)."""
+def test_mean_baseline_sets_log_z_to_the_prior_log_odds(model_dir, tokenizer, make_args, caplog):
+    """3 positives in 10, defaults (score_baseline="mean"): log_z = log(0.3 / 0.7), and at the reference (h = 0) the
+    loss is the labels' entropy, the best an uninformative fit can do (with log_z = 0 it would be log 2)."""
     import logging
 
-    args = make_args(PointwiseDPOConfig, class_prior=True, per_device_train_batch_size=10)
+    args = make_args(PointwiseDPOConfig, per_device_train_batch_size=10)
     with caplog.at_level(logging.WARNING):
         trainer = PointwiseDPOTrainer(model=model_dir, args=args, train_dataset=unbalanced_rows(),
                                       processing_class=tokenizer)
-    assert trainer.log_z == pytest.approx(math.log(0.3 / 0.7), rel=1e-12)
+    assert trainer._log_z == pytest.approx(math.log(0.3 / 0.7), rel=1e-12)
     assert "Unbalanced labels" not in caplog.text
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(10)])
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, batch)
     assert loss.item() == pytest.approx(-(0.3 * math.log(0.3) + 0.7 * math.log(0.7)), rel=1e-5)
     # The uninformed gradient pushes positives up and negatives down with equal total weight: sum of d loss / d u = 0
-    u = torch.full((10,), trainer.log_z, requires_grad=True)
+    u = torch.full((10,), trainer._log_z, requires_grad=True)
     z = batch["score"]
     (-(z * F.logsigmoid(u) + (1 - z) * F.logsigmoid(-u))).sum().backward()
     assert u.grad.sum().item() == pytest.approx(0.0, abs=1e-6)
@@ -526,10 +527,10 @@ def test_class_prior_sets_log_z_to_the_prior_log_odds(model_dir, tokenizer, make
 @pytest.mark.parametrize(
     "trainer_class, config_class, overrides, warned",
     [
-        (PointwiseDPOTrainer, PointwiseDPOConfig, {}, True),
-        (PointwiseDPOTrainer, PointwiseDPOConfig, {"reduction": "per_group"}, False),
-        (PointwiseDPOTrainer, PointwiseDPOConfig, {"class_prior": True}, False),
-        (ULMATrainer, ULMAConfig, {"reduction": "mean"}, False),  # its SFT term fits no reward on positives
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {"score_baseline": "none"}, True),
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {"score_baseline": "none", "reduction": "per_group"}, False),
+        (PointwiseDPOTrainer, PointwiseDPOConfig, {}, False),  # the default baseline is the prior
+        (ULMATrainer, ULMAConfig, {"reduction": "mean", "score_baseline": "none"}, False),  # no reward fit on positives
     ],
 )
 def test_unbalanced_labels_warn_with_the_fix(trainer_class, config_class, overrides, warned, model_dir, tokenizer,
@@ -541,28 +542,73 @@ def test_unbalanced_labels_warn_with_the_fix(trainer_class, config_class, overri
                       processing_class=tokenizer)
     assert ("Unbalanced labels: 3 of 10 training rows are positive" in caplog.text) == warned
     if warned:
-        assert "class_prior=True" in caplog.text and "reduction='per_group'" in caplog.text
+        assert "score_baseline='mean'" in caplog.text and "reduction='per_group'" in caplog.text
 
 
-def test_balanced_labels_do_not_warn(model_dir, tokenizer, make_args, caplog):
+def test_balanced_labels_do_not_warn_and_keep_the_papers_log_z(model_dir, tokenizer, make_args, caplog):
     import logging
 
     with caplog.at_level(logging.WARNING):
-        PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig), train_dataset=unbalanced_rows(5, 5),
-                            processing_class=tokenizer)
+        trainer = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig, score_baseline="none"),
+                                      train_dataset=unbalanced_rows(5, 5), processing_class=tokenizer)
     assert "Unbalanced labels" not in caplog.text
+    default = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig),
+                                  train_dataset=unbalanced_rows(5, 5), processing_class=tokenizer)
+    assert trainer._log_z == 0.0 and abs(default._log_z) < 1e-12  # on balanced labels "mean" is the paper's 0
 
 
-@pytest.mark.parametrize("trainer_class, config_class, continuous", [
-    (ULMATrainer, ULMAConfig, False), (PointwiseDPOTrainer, PointwiseDPOConfig, True)])
-def test_class_prior_is_refused_where_it_does_not_apply(trainer_class, config_class, continuous, model_dir,
-                                                        tokenizer, make_args):
-    rows = unbalanced_rows()
-    if continuous:
-        rows = rows.map(lambda row: {"score": float(row["label"])}).remove_columns("label")
-    with pytest.raises(ValueError, match="class_prior=True` applies to point-wise DPO with binary labels"):
-        trainer_class(model=model_dir, args=make_args(config_class, class_prior=True), train_dataset=rows,
-                      processing_class=tokenizer)
+def scored_rows(scores: list[float], prompts: list[int] | None = None) -> Dataset:
+    rows = toy_rows(2 * len(scores))
+    prompts = prompts or list(range(len(scores)))
+    return Dataset.from_list([{"prompt": rows[2 * p]["prompt"], "completion": rows[2 * i]["completion"], "score": s}
+                              for i, (s, p) in enumerate(zip(scores, prompts))])
+
+
+@pytest.mark.parametrize("trainer_class, config_class", [(PointwiseDPOTrainer, PointwiseDPOConfig),
+                                                          (ULMATrainer, ULMAConfig)])
+def test_continuous_scores_are_centred_and_scaled(trainer_class, config_class, model_dir, tokenizer, make_args):
+    """Defaults on scores 0, 0.25, 0.5, 1, 1: scale = beta / std, log_z = scale * mean; at the reference the
+    point-wise DPO loss is then mean (scale * (z - mean))^2 = beta^2 exactly."""
+    scores = [0.0, 0.25, 0.5, 1.0, 1.0]
+    mean = sum(scores) / 5
+    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / 5)
+    args = make_args(config_class, beta=0.2, per_device_train_batch_size=5)
+    trainer = trainer_class(model=model_dir, args=args, train_dataset=scored_rows(scores), processing_class=tokenizer)
+    assert trainer.score_type == "continuous"
+    assert trainer._score_scale == pytest.approx(0.2 / std, rel=1e-12)
+    assert trainer._log_z == pytest.approx(0.2 / std * mean, rel=1e-12)
+    if trainer_class is PointwiseDPOTrainer:
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(5)])
+        trainer.model.train()
+        assert trainer.compute_loss(trainer.model, batch).item() == pytest.approx(0.2**2, rel=1e-5)
+    paper = trainer_class(model=model_dir, args=make_args(config_class, score_baseline="none", score_scale="1.0"),
+                          train_dataset=scored_rows(scores), processing_class=tokenizer)
+    assert paper._score_scale == 1.0 and paper._log_z == 0.0
+
+
+def test_prompt_baseline_gives_each_row_its_prompts_mean(model_dir, tokenizer, make_args):
+    """score_baseline="prompt": rows of a prompt rated several times get (sum + overall mean) / (n + 1); a prompt
+    rated once gets the overall mean. Labels: log_z = logit(baseline)."""
+    scores, prompts = [1.0, 0.0, 0.0, 1.0, 0.0], [0, 0, 0, 1, 2]
+    trainer = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig, score_baseline="prompt",
+                                                                  score_type="binary"),
+                                  train_dataset=scored_rows(scores, prompts), processing_class=tokenizer)
+    mean = 0.4
+    grouped = (1.0 + mean) / 4
+    expected = [grouped, grouped, grouped, mean, mean]
+    logit = [math.log(b / (1 - b)) for b in expected]
+    assert trainer.train_dataset["log_z"] == pytest.approx(logit, rel=1e-6)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(5)])
+    assert torch.allclose(batch["log_z"], torch.tensor(logit), rtol=1e-6)
+    trainer.train()  # the per-row log_z reaches the loss
+
+
+def test_baseline_and_scale_options_are_checked(make_args):
+    with pytest.raises(ValueError, match="score_baseline` must be one of"):
+        make_args(PointwiseDPOConfig, score_baseline="median")
+    with pytest.raises(ValueError, match="score_scale` must be 'auto' or > 0"):
+        make_args(PointwiseDPOConfig, score_scale="-1")
+    assert make_args(PointwiseDPOConfig, score_baseline="0.3").score_baseline == 0.3
 
 
 def test_bookkeeping_floats_keep_their_precision_when_deepspeed_casts_the_batch(model_dir, tokenizer, make_args):
@@ -582,12 +628,12 @@ def test_bookkeeping_floats_keep_their_precision_when_deepspeed_casts_the_batch(
     assert prepared["pixel_values"].dtype == torch.bfloat16  # model inputs still follow DeepSpeed's dtype
 
 
-def test_class_prior_comes_from_the_training_set_only(model_dir, tokenizer, make_args):
-    """An eval split named "train" (prepared after the training set) does not change the prior, and accuracy counts
-    the sign of beta * h, so it is 0.5 before training even with log_z at the prior log-odds."""
+def test_baseline_comes_from_the_training_set_only(model_dir, tokenizer, make_args):
+    """An eval split named "train" (prepared after the training set) does not change the baseline, and accuracy
+    counts the sign of beta * h, so it is 0.5 before training even with log_z at the prior log-odds."""
     trainer = PointwiseDPOTrainer(
-        model=model_dir, args=make_args(PointwiseDPOConfig, class_prior=True), train_dataset=unbalanced_rows(),
+        model=model_dir, args=make_args(PointwiseDPOConfig), train_dataset=unbalanced_rows(),
         eval_dataset={"train": unbalanced_rows(6, 2)}, processing_class=tokenizer,
     )
-    assert trainer.log_z == pytest.approx(math.log(0.3 / 0.7))
+    assert trainer._log_z == pytest.approx(math.log(0.3 / 0.7))
     assert trainer.evaluate()["eval_rewards/accuracies"] == 0.5

@@ -24,6 +24,7 @@ Every function takes per-example sequence log-probs (see `sequence_logps`) and r
 ``rewards`` are the per-example implicit rewards beta * h, for logging.
 """
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
@@ -98,30 +99,40 @@ def _check_option(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}.")
 
 
-def pointwise_term(u: torch.Tensor, scores: torch.Tensor, score_type: ScoreType) -> torch.Tensor:
-    """Per-example point-wise DPO loss of implicit rewards ``u`` against labels or scores."""
+def pointwise_term(
+    u: torch.Tensor, scores: torch.Tensor, score_type: ScoreType, score_scale: float = 1.0
+) -> torch.Tensor:
+    """Per-example point-wise DPO loss of implicit rewards ``u`` against labels or scores (targets
+    ``score_scale * scores`` for continuous scores; see `pointwise_dpo_loss`)."""
     if score_type == "binary":
         return -(scores * F.logsigmoid(u) + (1 - scores) * F.logsigmoid(-u))
     if score_type == "continuous":
-        return (scores - u) ** 2
+        return (score_scale * scores - u) ** 2
     raise ValueError(f"`score_type` must be one of {list(SCORE_TYPES)}, got {score_type!r}.")
 
 
 def balanced_preference_weight(
-    beta: float, score_type: ScoreType = "binary", sft_loss_type: SFTLossType = "nll"
+    beta: float,
+    score_type: ScoreType = "binary",
+    sft_loss_type: SFTLossType = "nll",
+    log_z: float = 0.0,
+    reward_unit: float = 1.0,
 ) -> float:
-    """The ``preference_weight`` that gives a negative's initial gradient (u = 0) a positive's weight.
+    """The ``preference_weight`` that gives a typical negative's initial gradient (at the reference, h = 0) a
+    positive's weight.
 
     A positive's gradient weight on grad log pi is 1 (``nll``, ``token_nll``), beta (``beta_nll``), or that of the
-    point-wise DPO term (``pointwise_dpo``: already balanced, weight 1). A negative's is beta * sigmoid(0) = beta / 2
-    (binary), or 2 * beta per unit of reward error |z - u| (continuous).
+    point-wise DPO term (``pointwise_dpo``: already balanced, weight 1). The typical negative is, for labels, one
+    labelled 0: its weight is beta * sigmoid(log_z) (beta / 2 at log_z = 0, the baseline label 0.5); for continuous
+    scores, one whose target lies ``reward_unit`` below the reference's reward: 2 * beta * reward_unit (the
+    trainers pass one standard deviation of the scores, in reward units).
     """
     _check_option("score_type", score_type, SCORE_TYPES)
     _check_option("sft_loss_type", sft_loss_type, SFT_LOSS_TYPES)
     if sft_loss_type == "pointwise_dpo":
         return 1.0
     positive = beta if sft_loss_type == "beta_nll" else 1.0
-    negative = beta / 2 if score_type == "binary" else 2 * beta
+    negative = beta / (1 + math.exp(-log_z)) if score_type == "binary" else 2 * beta * reward_unit
     return positive / negative
 
 
@@ -165,10 +176,11 @@ def pointwise_dpo_loss(
     scores: torch.Tensor,
     beta: float = 0.1,
     score_type: ScoreType = "binary",
-    log_z: float = 0.0,
+    log_z: float | torch.Tensor = 0.0,
     reduction: Reduction = "mean",
     positive_threshold: float = 1.0,
     counts: GroupCounts | None = None,
+    score_scale: float = 1.0,
 ) -> LossOutput:
     """Point-wise DPO: the implicit reward u = beta * h + log_z fitted to per-example labels or scores.
 
@@ -177,16 +189,18 @@ def pointwise_dpo_loss(
         scores: (B,) labels in [0, 1] (``binary``, soft labels allowed) or real-valued scores (``continuous``).
         beta: KL strength; the implicit reward is beta * log(pi / pi_ref).
         score_type: ``binary`` (logistic loss) or ``continuous`` (squared loss).
-        log_z: constant standing for beta * log Z(x).
+        log_z: beta * log Z(x): a constant, or (B,) per example (a baseline; see `score_baselines`).
         reduction: ``mean`` over examples, or ``per_group`` (mean over positives + mean over negatives).
         positive_threshold: rows with score >= this form the positive group (used by ``per_group`` and the split
             into ``sft_loss`` / ``preference_loss``).
         counts: the group sizes to normalise by (see `GroupCounts`); default: this batch's.
+        score_scale: continuous scores: the reward of a score z is ``score_scale * z`` (the fit is
+            (score_scale * z - u)^2); 1 is the paper's.
     """
     _check_option("score_type", score_type, SCORE_TYPES)
     _check_option("reduction", reduction, REDUCTIONS)
     u = beta * (policy_logps - ref_logps) + log_z
-    terms = pointwise_term(u, scores.to(u.dtype), score_type)
+    terms = pointwise_term(u, scores.to(u.dtype), score_type, score_scale)
     positive = scores >= positive_threshold
     counts = counts or batch_counts(scores, positive_threshold)
     pos_loss, neg_loss = reduce_groups(terms[positive].sum(), terms[~positive].sum(), counts, reduction)
@@ -200,7 +214,7 @@ def ulma_loss(
     scores: torch.Tensor,
     beta: float = 0.1,
     score_type: ScoreType = "binary",
-    log_z: float = 0.0,
+    log_z: float | torch.Tensor = 0.0,
     reduction: Reduction = "per_group",
     positive_threshold: float = 1.0,
     sft_loss_type: SFTLossType = "nll",
@@ -208,6 +222,7 @@ def ulma_loss(
     token_mask: torch.Tensor | None = None,
     counts: GroupCounts | None = None,
     preference_weight: float = 1.0,
+    score_scale: float = 1.0,
 ) -> LossOutput:
     """ULMA: an SFT term on positives (score >= ``positive_threshold``), the point-wise DPO term on negatives.
 
@@ -233,8 +248,9 @@ def ulma_loss(
     counts = counts or batch_counts(scores, positive_threshold, token_mask)
     scores = scores.to(policy_logps.dtype)
 
-    neg_u = beta * (policy_logps[negative] - ref_logps[negative]) + log_z
-    neg_terms = preference_weight * pointwise_term(neg_u, scores[negative], score_type)
+    log_z = torch.as_tensor(log_z, dtype=policy_logps.dtype, device=policy_logps.device).expand_as(policy_logps)
+    neg_u = beta * (policy_logps[negative] - ref_logps[negative]) + log_z[negative]
+    neg_terms = preference_weight * pointwise_term(neg_u, scores[negative], score_type, score_scale)
 
     pos_logps = policy_logps[positive]
     if sft_loss_type == "nll":
@@ -242,8 +258,8 @@ def ulma_loss(
     elif sft_loss_type == "beta_nll":
         pos_terms = -beta * pos_logps
     elif sft_loss_type == "pointwise_dpo":
-        pos_u = beta * (pos_logps - ref_logps[positive]) + log_z
-        pos_terms = pointwise_term(pos_u, scores[positive], score_type)
+        pos_u = beta * (pos_logps - ref_logps[positive]) + log_z[positive]
+        pos_terms = pointwise_term(pos_u, scores[positive], score_type, score_scale)
     else:  # token_nll: a row's term is its summed token NLL; the reduction takes the token mean over the group
         if token_logps is None or token_mask is None:
             raise ValueError('`sft_loss_type="token_nll"` needs the per-token `token_logps` and `token_mask`.')

@@ -3,6 +3,7 @@ from dataclasses import dataclass, field
 from trl import DPOConfig
 
 from .losses import REDUCTIONS, SCORE_TYPES
+from .targets import BASELINES, parse_option
 
 
 @dataclass
@@ -33,12 +34,18 @@ class PointwiseDPOConfig(DPOConfig):
             column means continuous.
         log_z (`float`, *optional*, defaults to `0.0`):
             Constant added to beta * log(pi / pi_ref); it stands for beta * log Z(x). The paper argues Z(x) ~ 1, so 0.
-        class_prior (`bool`, *optional*, defaults to `False`):
-            Point-wise DPO with binary labels: set `log_z` to the training set's prior log-odds log(p / (1 - p)), p
-            the mean label. The logistic fit then explains each label's departure from the base rate, and the
-            reference itself (h = 0) is the optimum of an uninformative fit whatever the share of positives; with
-            `log_z = 0` and few positives that optimum lies below the reference for every completion, which the model
-            reaches by lowering what all answers share. At p = 0.5 it is `log_z = 0`.
+            The baseline (`score_baseline`) is added to it.
+        score_baseline (`str`, *optional*, defaults to `"mean"`):
+            The score an answer must beat to be raised above the reference, i.e. the estimate of beta * log Z(x)
+            (`trl_ulma.targets`): `"mean"`, the training set's mean score (for labels, the share of positives: log_z
+            then holds the prior log-odds, so unbalanced labels do not pull every answer one way); `"prompt"`, the
+            mean score of each prompt's own rows (with the overall mean counted as one more row), the overall mean
+            for a prompt rated once; a number, in score units; or `"none"`, the paper's (baseline 0 for scores, 0.5
+            for labels). On balanced labels `"mean"` is the paper's log_z = 0.
+        score_scale (`str`, *optional*, defaults to `"auto"`):
+            Continuous scores: the reward of a score z is `score_scale * z`. `"auto"`: beta / std(training scores),
+            so one standard deviation asks for one nat of log-ratio (per token with `length_normalize`); a number as
+            given (1.0 is the paper's, which for scores in [0, 1] asks for up to 1 / beta nats: out of reach).
         length_normalize (`bool`, *optional*, defaults to `True`):
             Whether a completion's log-prob is the mean over its tokens (what the ULMA authors' code does, and so the
             setting behind the paper's results) or their sum (what TRL's DPO does). With the mean, beta acts on a
@@ -69,11 +76,18 @@ class PointwiseDPOConfig(DPOConfig):
         default=0.0,
         metadata={"help": "Constant standing for beta * log Z(x), added to the implicit reward."},
     )
-    class_prior: bool = field(
-        default=False,
+    score_baseline: str = field(
+        default="mean",
         metadata={
-            "help": "Point-wise DPO, binary labels: log_z = the training set's prior log-odds log(p / (1 - p)), so an "
-            "uninformative fit stays at the reference whatever the share of positives (replaces log_z)."
+            "help": "The score at which an answer stays at the reference (beta * log Z(x)): 'mean' (training set; for "
+            "labels the prior log-odds), 'prompt' (each prompt's mean), a number, or 'none' (the paper's)."
+        },
+    )
+    score_scale: str = field(
+        default="auto",
+        metadata={
+            "help": "Continuous scores: reward = score_scale * score. 'auto': beta / std(scores), so one standard "
+            "deviation asks for one nat of log-ratio; a number (1.0: the paper's)."
         },
     )
     length_normalize: bool = field(
@@ -101,6 +115,10 @@ class PointwiseDPOConfig(DPOConfig):
             raise ValueError(f"`beta` must be > 0 (it scales the implicit reward), got {self.beta}.")
         if self.score_type is not None and self.score_type not in SCORE_TYPES:
             raise ValueError(f"`score_type` must be one of {[None, *SCORE_TYPES]}, got {self.score_type!r}.")
+        self.score_baseline = parse_option("score_baseline", self.score_baseline, BASELINES)
+        self.score_scale = parse_option("score_scale", self.score_scale, ("auto",))
+        if self.score_scale != "auto" and not self.score_scale > 0:
+            raise ValueError(f"`score_scale` must be 'auto' or > 0, got {self.score_scale!r}.")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {self.reduction!r}.")
         super().__post_init__()

@@ -29,6 +29,7 @@ from .data import column_names, infer_score_type, to_pointwise
 from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, reduce_groups, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
+from .targets import baseline_offset, prompt_baselines, resolve_scale, score_std
 
 
 logger = get_logger(__name__)
@@ -61,10 +62,10 @@ _PAIRWISE_ONLY_OPTIONS = {
 class DataCollatorForPointwisePreference(DataCollatorMixin):
     """Pads point-wise examples into one row per example (not DPO's doubled chosen/rejected batch).
 
-    Each example has ``prompt_ids``, ``completion_ids``, ``score`` and optionally ``ref_logps``. Returns
-    ``input_ids``, ``attention_mask``, ``completion_mask`` (1 on completion tokens), all right-padded, ``score`` as a
-    float tensor and ``ref_logps`` when present. Sequences are truncated to ``max_length`` before padding, keeping
-    the start (``keep_start``) or the end (``keep_end``).
+    Each example has ``prompt_ids``, ``completion_ids``, ``score`` and optionally ``ref_logps`` and ``log_z``.
+    Returns ``input_ids``, ``attention_mask``, ``completion_mask`` (1 on completion tokens), all right-padded,
+    ``score`` as a float tensor and ``ref_logps`` / ``log_z`` when present. Sequences are truncated to
+    ``max_length`` before padding, keeping the start (``keep_start``) or the end (``keep_end``).
     """
 
     pad_token_id: int
@@ -95,8 +96,9 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
             "completion_mask": right_pad(completion_masks, 0),
             "score": torch.tensor([float(example["score"]) for example in examples], dtype=torch.float32),
         }
-        if "ref_logps" in examples[0]:
-            output["ref_logps"] = torch.tensor([example["ref_logps"] for example in examples], dtype=torch.float32)
+        for key in ("ref_logps", "log_z"):
+            if key in examples[0]:
+                output[key] = torch.tensor([example[key] for example in examples], dtype=torch.float32)
         return output
 
 
@@ -162,13 +164,11 @@ class PointwiseDPOTrainer(DPOTrainer):
             if option.name not in {f.name for f in fields(DPOConfig)}:
                 setattr(self, option.name, getattr(args, option.name, option.default))
         self.score_type = self.score_type or infer_score_type(columns)
-        if self.class_prior and not (self._logistic_on_every_row and self.score_type == "binary"):
+        if self.score_baseline == "prompt" and isinstance(train_dataset, IterableDataset):
             raise ValueError(
-                f"`class_prior=True` applies to point-wise DPO with binary labels, not to {type(self).__name__} with "
-                f"score_type={self.score_type!r}: leave it False."
+                "`score_baseline='prompt'` groups the rows by prompt, which a stream cannot: use a map-style Dataset, "
+                "or score_baseline='mean' (estimated on the stream's first rows) or a number."
             )
-        if self.class_prior and isinstance(train_dataset, IterableDataset):
-            raise ValueError("`class_prior=True` needs the share of positives: use a map-style Dataset, or set log_z.")
 
         # The point-wise collator is built before `DPOTrainer.__init__`, which would otherwise build the paired one
         # and which already uses the collator when it precomputes reference log-probs.
@@ -207,7 +207,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
-        self._check_training_labels()
+        self._fit_targets()
 
     # ------------------------------------------------------------------------------------------------------------
     # Data
@@ -230,15 +230,28 @@ class PointwiseDPOTrainer(DPOTrainer):
                     dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length, **map_kwargs)
                 else:  # streamed: counted as the rows pass
                     dataset = dataset.filter(PromptFitsFilter(args.max_length, dataset_name))
+        if self.score_baseline == "prompt" and hasattr(self, "_mean_score"):  # an eval set given to `evaluate`
+            dataset = self._add_row_log_z(dataset)
         return dataset
 
-    def _check_training_labels(self) -> None:
-        """Once, on the prepared training set (map-style): warn when a group is missing; for binary labels fitted by
-        the logistic loss, set `class_prior`'s log_z or warn, as KTO does, when the labels are unbalanced."""
+    _fits_reward = True  # the unlikelihood baseline has no implicit reward, and so no baseline or scale
+    _STREAM_ROWS = 1024  # a stream's baseline and scale are estimated on its first rows
+
+    def _training_scores(self) -> list[float]:
         if isinstance(self.train_dataset, IterableDataset):
-            return
-        scores = self.train_dataset["score"]
-        positives, rows = sum(score >= self.positive_threshold for score in scores), len(scores)
+            scores = [row["score"] for row in self.train_dataset.take(self._STREAM_ROWS)]
+            message = f"score_baseline / score_scale: estimated on the stream's first {len(scores)} rows."
+            logger.info(message, main_process_only=True)
+            return scores
+        return list(self.train_dataset["score"])
+
+    def _fit_targets(self) -> None:
+        """Once, on the prepared training set: warn when a group is missing; fix the baseline (`_log_z`) and the
+        continuous scale (`_score_scale`) from the training scores (`trl_ulma.targets`); warn, as KTO does, when
+        unbalanced labels meet the paper's baseline."""
+        scores = self._training_scores()
+        rows = len(scores)
+        positives = sum(score >= self.positive_threshold for score in scores)
         if positives in (0, rows):
             missing = "positive" if positives == 0 else "negative"
             logger.warning(
@@ -246,29 +259,61 @@ class PointwiseDPOTrainer(DPOTrainer):
                 f"positive_threshold={self.positive_threshold}): {type(self).__name__} {self._degenerate_note(missing)}",
                 main_process_only=True,
             )
-        prior = sum(scores) / rows
-        if not (self._logistic_on_every_row and self.score_type == "binary") or prior in (0, 1):
+        self._mean_score, self._score_std = sum(scores) / rows, score_std(scores)
+        self._score_scale, self._log_z = 1.0, self.log_z
+        if not self._fits_reward:
             return
-        log_odds = math.log(prior / (1 - prior))
-        if self.class_prior:
-            self.log_z = log_odds
-            logger.info(f"class_prior: mean label {prior:.3f}, log_z = {log_odds:.4f}", main_process_only=True)
-        elif abs(log_odds) > math.log(2) and self.reduction == "mean" and self.log_z == 0:
-            logger.warning(
-                f"Unbalanced labels: {positives} of {rows} training rows are positive (mean label {prior:.2f}). With "
-                f"log_z=0 the logistic fit pulls every implicit reward toward the prior log-odds {log_odds:+.2f}, "
-                f"{'below' if log_odds < 0 else 'above'} the reference for all completions alike, which the model "
-                "reaches by moving what all answers share. Set class_prior=True (log_z at the prior log-odds) or "
-                "reduction='per_group' (each group weighted equally).",
+        if self.score_type == "continuous":
+            self._score_scale = resolve_scale(self.score_scale, self.beta, scores)
+        baseline = self._mean_score if self.score_baseline in ("mean", "prompt") else self.score_baseline
+        if baseline != "none":
+            self._log_z = self.log_z + baseline_offset(baseline, self.score_type, self._score_scale)
+            logger.info(
+                f"score_baseline={self.score_baseline!r}: baseline score {baseline:.4f}, log_z = {self._log_z:.4f}"
+                + (f", score_scale = {self._score_scale:.4f}" if self.score_type == "continuous" else ""),
                 main_process_only=True,
             )
+        if self.score_baseline == "prompt":
+            self.train_dataset = self._add_row_log_z(self.train_dataset)
+            if isinstance(self.eval_dataset, dict):
+                self.eval_dataset = {name: self._add_row_log_z(d) for name, d in self.eval_dataset.items()}
+            elif self.eval_dataset is not None:
+                self.eval_dataset = self._add_row_log_z(self.eval_dataset)
+        log_odds = baseline_offset(self._mean_score, "binary", 1.0)
+        if (
+            self._logistic_on_every_row
+            and self.score_type == "binary"
+            and baseline == "none"
+            and abs(log_odds) > math.log(2)
+            and self.reduction == "mean"
+            and self.log_z == 0
+        ):
+            logger.warning(
+                f"Unbalanced labels: {positives} of {rows} training rows are positive (mean label "
+                f"{self._mean_score:.2f}). With score_baseline='none' and log_z=0 the logistic fit pulls every "
+                f"implicit reward toward the prior log-odds {log_odds:+.2f}, {'below' if log_odds < 0 else 'above'} the "
+                "reference for all completions alike, which the model reaches by moving what all answers share. Set "
+                "score_baseline='mean' (log_z at the prior log-odds) or reduction='per_group' (each group weighted "
+                "equally).",
+                main_process_only=True,
+            )
+
+    def _add_row_log_z(self, dataset):
+        """``dataset`` with a ``log_z`` column: log_z plus each row's per-prompt baseline (`score_baseline='prompt'`;
+        the dataset's own prompts, with the training set's mean)."""
+        if isinstance(dataset, IterableDataset) or "log_z" in dataset.column_names:
+            return dataset
+        prompts = [tuple(ids) for ids in dataset["prompt_ids"]]
+        baselines = prompt_baselines(dataset["score"], prompts, self._mean_score)
+        offsets = [self.log_z + baseline_offset(b, self.score_type, self._score_scale) for b in baselines]
+        return dataset.add_column("log_z", offsets)
 
     def _degenerate_note(self, missing: str) -> str:
         return "only fits the implicit reward of one class, which pushes all completions one way."
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["prompt_ids", "completion_ids", "score", "ref_logps"]
+            self._signature_columns = ["prompt_ids", "completion_ids", "score", "ref_logps", "log_z"]
 
     # ------------------------------------------------------------------------------------------------------------
     # Reference log-probs
@@ -475,7 +520,7 @@ class PointwiseDPOTrainer(DPOTrainer):
     # ------------------------------------------------------------------------------------------------------------
     # Floats of a batch that are not model inputs: transformers casts a batch's floats to DeepSpeed's bf16/fp16, which
     # would round summed reference log-probs by whole nats, step counts above 256 and scores near the threshold
-    _EXACT_FLOATS = ("score", "ref_logps", "group_counts", "step_counts")
+    _EXACT_FLOATS = ("score", "ref_logps", "log_z", "group_counts", "step_counts")
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         exact = {key: inputs[key].to(self.args.device) for key in self._EXACT_FLOATS if key in inputs}
@@ -484,24 +529,27 @@ class PointwiseDPOTrainer(DPOTrainer):
 
     @staticmethod
     def _model_kwargs(inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-        skip = ("completion_mask", "score", "ref_logps", "group_counts")
+        skip = ("completion_mask", "score", "ref_logps", "log_z", "group_counts")
         kwargs = {k: v for k, v in inputs.items() if k not in skip}
         kwargs["use_cache"] = False
         return kwargs
 
-    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
-        """The point-wise objective on one batch; `ULMATrainer` overrides this alone. The `LossOutput` must carry the
-        per-example ``terms`` (the metrics and the whole-set `eval_loss` are made of them)."""
+    def _loss(
+        self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
+    ) -> LossOutput:
+        """The point-wise objective on one batch; `ULMATrainer` overrides this alone. ``log_z``: a float, or (B,) per
+        row. The `LossOutput` must carry the per-example ``terms`` (the metrics and `eval_loss` are made of them)."""
         return pointwise_dpo_loss(
             policy_logps,
             ref_logps,
             scores,
             beta=self.beta,
             score_type=self.score_type,
-            log_z=self.log_z,
+            log_z=log_z,
             reduction=self.reduction,
             positive_threshold=self.positive_threshold,
             counts=counts,
+            score_scale=self._score_scale,
         )
 
     def _compute_loss(self, model, inputs, return_outputs):
@@ -533,7 +581,8 @@ class PointwiseDPOTrainer(DPOTrainer):
             policy_logps, ref_logps = policy_sum / num_tokens, ref_sum / num_tokens
 
         scores = inputs["score"].to(policy_logps.dtype)
-        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask, counts)
+        log_z = inputs["log_z"].to(policy_logps.dtype) if "log_z" in inputs else self._log_z
+        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask, counts, log_z)
         loss = result.loss
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss

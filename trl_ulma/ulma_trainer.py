@@ -29,7 +29,10 @@ class ULMATrainer(PointwiseDPOTrainer):
         """The weight on the negatives' term: 1 for the paper's plain sum, else from `preference_balance`."""
         if self.preference_balance is None:
             return 1.0
-        return self.preference_balance * balanced_preference_weight(self.beta, self.score_type, self.sft_loss_type)
+        # The typical negative: labelled 0, or one standard deviation of score below the baseline (`targets`)
+        unit = self._score_scale * self._score_std
+        weight = balanced_preference_weight(self.beta, self.score_type, self.sft_loss_type, self._log_z, unit)
+        return self.preference_balance * weight
 
     def _reference_scope(self, mode: str) -> str:
         # The SFT term never reads the reference: training skips its forward on positives (eval keeps every row)
@@ -38,14 +41,16 @@ class ULMATrainer(PointwiseDPOTrainer):
     def _token_level_positives(self) -> bool:
         return self.sft_loss_type == "token_nll"
 
-    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
+    def _loss(
+        self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
+    ) -> LossOutput:
         return ulma_loss(
             policy_logps,
             ref_logps,
             scores,
             beta=self.beta,
             score_type=self.score_type,
-            log_z=self.log_z,
+            log_z=log_z,
             reduction=self.reduction,
             positive_threshold=self.positive_threshold,
             sft_loss_type=self.sft_loss_type,
@@ -53,6 +58,7 @@ class ULMATrainer(PointwiseDPOTrainer):
             token_mask=token_mask,
             counts=counts,
             preference_weight=self._preference_weight(),
+            score_scale=self._score_scale,
         )
 
     def _degenerate_note(self, missing: str) -> str:

@@ -43,6 +43,7 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
     _name = "Unlikelihood"
     _paper = UNLIKELIHOOD_PAPER
     _logistic_on_every_row = False
+    _fits_reward = False
     _config_class = UnlikelihoodConfig
 
     def __init__(self, model, ref_model=None, args: UnlikelihoodConfig | None = None, *positional, **kwargs):
@@ -67,7 +68,9 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
     def _reference_scope(self, mode: str) -> str:
         return "none"
 
-    def _loss(self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts) -> LossOutput:
+    def _loss(
+        self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
+    ) -> LossOutput:
         return unlikelihood_loss(
             policy_logps,
             scores,
