@@ -61,11 +61,12 @@ def run(command: list[str], env: dict | None = None) -> list:
 
 
 def train(
-    command: list[str], model_dir: str, output_dir: Path, batch_size: int, cases: list[str], env=None, eval_batch_size=3
+    command: list[str], model_dir: str, output_dir: Path, batch_size: int, cases: list[str], env=None, eval_batch_size=3,
+    layout: str | None = None,
 ) -> dict:
     """Run the training script (``command`` starts it) on ``cases``; its results by case."""
     options = ["--model", model_dir, "--output-dir", str(output_dir), "--batch-size", str(batch_size),
-               "--eval-batch-size", str(eval_batch_size), *cases]
+               "--eval-batch-size", str(eval_batch_size), *(["--layout", layout] if layout else []), *cases]
     return {result["case"]: result for result in run(command + options, env)}
 
 
@@ -134,14 +135,27 @@ def assert_same_evaluation(evals: list[dict], expected: list[dict]) -> None:
 
 @pytest.fixture(scope="module")
 def reference(model_dir, tmp_path_factory) -> dict[str, dict]:
-    """Every case in one process (the single-GPU config), 4 rows per step (eval batches of 4 rows, where the ranks
-    have 3 each); ULMA also resumed, and accumulated."""
+    """Every case in one process (the single-GPU config) on padded batches, 4 rows per step (eval batches of 4 rows,
+    where the ranks have 3 each); ULMA also resumed, and accumulated. The runs under test use the trainers' default
+    layout (shared prompts), so every comparison is also one with the padded path."""
     directory = tmp_path_factory.mktemp("reference")
     config = cpu_config("single_gpu", directory, num_processes=1)
     cases = REFERENCE_CASES + ["ulma+resume", "ulma+accumulate"]
-    found = train(launch(config), model_dir, directory, 4, cases, eval_batch_size=4)
+    found = train(launch(config), model_dir, directory, 4, cases, eval_batch_size=4, layout="padded")
     assert {(result["world_size"], result["zero_stage"]) for result in found.values()} == {(1, None)}
     return found
+
+
+@pytest.mark.slow
+def test_shared_prompt_layout_trains_like_padded_batches(reference, model_dir, tmp_path):
+    """One process, the default layout: each step's 4 rows share 2 prompts, so they run as 2 prompts with 2
+    completions each; losses, evaluations and weights equal the padded reference (PEFT, precompute, accumulation)."""
+    cases = ["ulma", "pointwise_dpo+precompute", "ulma+peft+eval", "unlikelihood+eval", "pointwise_dpo+peft+eval",
+             "ulma+accumulate"]
+    config = cpu_config("single_gpu", tmp_path, num_processes=1)
+    found = train(launch(config), model_dir, tmp_path / "out", 4, cases, eval_batch_size=4)
+    for case in cases:
+        assert_same_training(found[case], reference[case])
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
+from .layout import LAYOUT_MODES
 from .losses import REDUCTIONS, SCORE_TYPES
 from .targets import BASELINES, parse_option
 
@@ -55,6 +56,17 @@ class PointwiseDPOConfig(DPOConfig):
             over positives + mean over negatives (the authors' code); a group absent from a batch adds 0.
         positive_threshold (`float`, *optional*, defaults to `1.0`):
             Examples with score >= this value are positives (logged as `chosen`); the rest are negatives.
+
+        > Parameters that control the batch layout
+
+        layout (`str`, *optional*, defaults to `"shared_prompt"`):
+            How a batch's rows are laid out for the forwards (`trl_ulma.layout`); every layout gives the same
+            log-probs, losses and gradients to float rounding. `"padded"`: one right-padded row per example.
+            `"padding_free"`: rows packed back to back, each attending to itself only. `"shared_prompt"`: also the
+            rows of one prompt share one copy of it, and the training sampler keeps a prompt's rows together (with
+            `train_sampling_strategy="random"`). Models whose attention cannot take a packed layout (not sdpa or
+            eager, sliding windows, recurrent layers) fall back to `"padded"` with a warning. `padding_free=True`
+            (TRL's option, disabled in its DPOTrainer) means `"padding_free"`.
     """
 
     learning_rate: float = field(
@@ -108,6 +120,15 @@ class PointwiseDPOConfig(DPOConfig):
         metadata={"help": "Examples with score >= this value are positives."},
     )
 
+    layout: str = field(
+        default="shared_prompt",
+        metadata={
+            "help": "Batch layout for the forwards: 'shared_prompt' (packed, one copy of each prompt), 'padding_free' "
+            "(packed) or 'padded'. All give the same results; models that cannot take a packed layout fall back.",
+            "choices": list(LAYOUT_MODES),
+        },
+    )
+
     _uses_beta = True  # the unlikelihood baseline has no implicit reward
 
     def __post_init__(self):
@@ -119,6 +140,11 @@ class PointwiseDPOConfig(DPOConfig):
         self.score_scale = parse_option("score_scale", self.score_scale, ("auto",))
         if self.score_scale != "auto" and not self.score_scale > 0:
             raise ValueError(f"`score_scale` must be 'auto' or > 0, got {self.score_scale!r}.")
+        if self.layout not in LAYOUT_MODES:
+            raise ValueError(f"`layout` must be one of {list(LAYOUT_MODES)}, got {self.layout!r}.")
+        if self.padding_free:  # TRL's DPOTrainer would warn and ignore it
+            self.layout = "padding_free" if self.layout == "padded" else self.layout
+            self.padding_free = False
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {self.reduction!r}.")
         super().__post_init__()

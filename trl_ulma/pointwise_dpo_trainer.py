@@ -5,11 +5,12 @@ reference forwards (TRL's fused LM head, no full-vocabulary logits), reference p
 """
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from accelerate.logging import get_logger
@@ -26,6 +27,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, global_then_local_main_first, pad, use_adapter
 
 from .data import column_names, infer_score_type, to_pointwise
+from .layout import PromptGroupSampler, build_layout, rows_from_batch, supports_packed_layout
 from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, reduce_groups, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
@@ -100,6 +102,19 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
             if key in examples[0]:
                 output[key] = torch.tensor([example[key] for example in examples], dtype=torch.float32)
         return output
+
+
+class TokenOutputs(NamedTuple):
+    """A forward's per-token results, (B, T) per row whatever the layout: the log-prob of each scored (completion)
+    token, and for metrics its entropy, mean logit and whether it is the top-1 prediction (None when the fused head
+    did not compute them). ``mask`` marks the scored tokens; ``outputs`` is the model's output (for its aux loss)."""
+
+    log_probs: torch.Tensor
+    mask: torch.Tensor
+    entropy: torch.Tensor | None
+    mean_logits: torch.Tensor | None
+    is_top1: torch.Tensor | None
+    outputs: Any
 
 
 class PointwiseDPOTrainer(DPOTrainer):
@@ -316,12 +331,77 @@ class PointwiseDPOTrainer(DPOTrainer):
             self._signature_columns = ["prompt_ids", "completion_ids", "score", "ref_logps", "log_z"]
 
     # ------------------------------------------------------------------------------------------------------------
+    # Layout (`trl_ulma.layout`): how a batch's rows go through the model
+    # ------------------------------------------------------------------------------------------------------------
+    @functools.cached_property
+    def _layout_mode(self) -> str:
+        """``layout`` if the policy and the reference model can take it, else "padded" (with a warning). Decided at
+        the first forward (reference precompute runs inside `DPOTrainer.__init__`)."""
+        if self.layout == "padded":
+            return "padded"
+        for model in (self.model, self.ref_model):
+            if model is None:
+                continue
+            fits, why = supports_packed_layout(model, self.args.max_length)
+            if not fits:
+                logger.warning(f"layout={self.layout!r} falls back to padded batches: {why}.", main_process_only=True)
+                return "padded"
+        return self.layout
+
+    def _get_train_sampler(self, train_dataset=None):
+        """With the shared-prompt layout and the default random order: a random order that keeps each prompt's rows
+        together (`PromptGroupSampler`), so that batches hold prompts with several completions."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if (
+            self._layout_mode != "shared_prompt"
+            or self.args.train_sampling_strategy != "random"
+            or not isinstance(dataset, Dataset)
+        ):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return PromptGroupSampler([tuple(ids) for ids in dataset["prompt_ids"]], seed)
+
+    def _forward_tokens(self, model, inputs: dict[str, torch.Tensor]) -> TokenOutputs:
+        """The model's per-token results on the completions of a padded batch, through the trainer's layout."""
+        completion_mask = inputs["completion_mask"]
+        if self._layout_mode == "padded":
+            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+            kwargs = self._model_kwargs(inputs)
+            if self.aux_loss_enabled:
+                kwargs["output_router_logits"] = True
+            outputs = model(**kwargs, labels=labels, fused_lm_head=True)
+            token_mask = completion_mask[:, 1:]
+            width = token_mask.size(1)  # prompt-learning PEFT prepends virtual tokens: keep the real tokens' positions
+
+            def tokens(values):
+                return None if values is None else values[:, -width:]
+
+        else:
+            rows = rows_from_batch(inputs["input_ids"], inputs["attention_mask"], completion_mask)
+            pad = self.data_collator.pad_token_id if hasattr(self.data_collator, "pad_token_id") else 0
+            layout = build_layout(rows, self._layout_mode, pad_token_id=pad).to(completion_mask.device)
+            unwrapped = self.accelerator.unwrap_model(model)
+            kwargs = layout.model_inputs(unwrapped.config._attn_implementation, unwrapped.dtype)
+            outputs = model(**kwargs, labels=layout.labels(), use_cache=False, fused_lm_head=True)
+            token_mask = layout.token_mask()
+
+            def tokens(values):
+                return None if values is None else layout.row_tokens(values)
+
+        return TokenOutputs(
+            tokens(outputs.log_probs),
+            token_mask,
+            tokens(outputs.entropy),
+            tokens(outputs.mean_logits),
+            tokens(outputs.is_top1),
+            outputs,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
     # Reference log-probs
     # ------------------------------------------------------------------------------------------------------------
     def compute_ref_log_probs(self, model, inputs) -> torch.Tensor:
         """Summed reference log-prob of each completion in a padded batch, shape (B,)."""
-        completion_mask = inputs["completion_mask"]
-        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         adapter_context = contextlib.nullcontext()
         if self.ref_model is None and is_peft_model(self.model):
             # New adapter: the reference is the base model (adapters off); retrained adapter: its frozen "ref" copy
@@ -333,9 +413,8 @@ class PointwiseDPOTrainer(DPOTrainer):
             adapter_context,
             self.accelerator.autocast(),
         ):
-            outputs = model(**self._model_kwargs(inputs), labels=labels, fused_lm_head=True)
-        shift_mask = completion_mask[:, 1:]
-        return sequence_logps(outputs.log_probs[:, -shift_mask.size(1) :], shift_mask, length_normalize=False)
+            tokens = self._forward_tokens(model, inputs)
+        return sequence_logps(tokens.log_probs, tokens.mask, length_normalize=False)
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
         """Add a ``ref_logps`` column (summed reference log-probs), cached on disk by dataset and model.
@@ -559,15 +638,8 @@ class PointwiseDPOTrainer(DPOTrainer):
         counts = inputs.pop("group_counts", None)
         step_counts = inputs.pop("step_counts", None)
         counts = GroupCounts(*(self._group_counts([inputs]) if counts is None else counts).tolist())
-        completion_mask = inputs["completion_mask"]
-        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        model_kwargs = self._model_kwargs(inputs)
-        if self.aux_loss_enabled:
-            model_kwargs["output_router_logits"] = True
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-        token_mask = completion_mask[:, 1:]
-        # Prompt-learning PEFT prepends virtual tokens to the outputs: keep the positions of the real tokens
-        token_logps = outputs.log_probs[:, -token_mask.size(1) :]
+        tokens = self._forward_tokens(model, inputs)
+        token_logps, token_mask, outputs = tokens.log_probs, tokens.mask, tokens.outputs
         num_tokens = token_mask.sum(1).clamp(min=1)
 
         policy_sum = sequence_logps(token_logps, token_mask, length_normalize=False)
@@ -588,10 +660,10 @@ class PointwiseDPOTrainer(DPOTrainer):
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather(outputs.aux_loss.detach()).mean().item())
 
-        self._log_metrics(mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result, step_counts)
+        self._log_metrics(mode, inputs, tokens, policy_logps, ref_logps, scores, result, step_counts)
         if return_outputs:
             with torch.no_grad():
-                outputs = model(**model_kwargs)
+                outputs = model(**self._model_kwargs(inputs))
             return loss, outputs
         return loss
 
@@ -606,11 +678,11 @@ class PointwiseDPOTrainer(DPOTrainer):
     )  # fmt: skip
 
     def _log_metrics(
-        self, mode, inputs, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput, step_counts=None
+        self, mode, inputs, tokens: TokenOutputs, policy_logps, ref_logps, scores, result: LossOutput, step_counts=None
     ):
         """Training: one entry per micro-batch (over ranks; ``step_counts``, the optimizer step's positives and
         negatives, become `count/*`). Evaluation: sums added up for `evaluation_loop`."""
-        rows = self._row_stats(outputs, token_mask, policy_logps, ref_logps, scores, result)
+        rows = self._row_stats(tokens, policy_logps, ref_logps, scores, result)
         if mode == "eval":  # added up over the whole evaluation, turned into metrics by `evaluation_loop`
             total = self.accelerator.gather_for_metrics(rows).sum(0)
             self._eval_totals = total if self._eval_totals is None else self._eval_totals + total
@@ -632,19 +704,16 @@ class PointwiseDPOTrainer(DPOTrainer):
         self._total_train_tokens += tokens // self._tp_size  # tensor-parallel ranks share their tokens, as in TRL
         self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
 
-    def _row_stats(self, outputs, token_mask, policy_logps, ref_logps, scores, result: LossOutput) -> torch.Tensor:
+    def _row_stats(self, tokens: TokenOutputs, policy_logps, ref_logps, scores, result: LossOutput) -> torch.Tensor:
         """(B, len(_stat_names)): each example's share of every sum the metrics are made of."""
         positive = scores >= self.positive_threshold
         rewards = (self.beta * (policy_logps - ref_logps)).detach()
         logps = policy_logps.detach()
         finite = torch.isfinite(rewards)
-        mask = token_mask.bool()
+        mask = tokens.mask.bool()
         pos_tokens = mask & positive[:, None]
         neg_tokens = mask & ~positive[:, None]
-        seq_len = token_mask.size(1)
-        entropy = outputs.entropy[:, -seq_len:].detach()
-        mean_logits = outputs.mean_logits[:, -seq_len:].detach()
-        is_top1 = outputs.is_top1[:, -seq_len:]
+        entropy, mean_logits, is_top1 = tokens.entropy.detach(), tokens.mean_logits.detach(), tokens.is_top1
 
         def where(condition: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
             # Zero out unselected entries first: a NaN reward (no reference computed) must not leak into a sum

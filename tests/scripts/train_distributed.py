@@ -14,6 +14,8 @@ A case is a trainer name with optional modifiers, e.g. ``ulma``, ``pointwise_dpo
     eval        held-out rows (`EVAL_ROWS`, more than fill whole eval batches) evaluated before training, every 2
                 steps during it (`eval_strategy="steps"`) and after it
     nolog       no logging step before the end (`logging_steps` > steps): only the final `train_loss` is logged
+``--layout padded`` runs every case on padded batches instead of the trainers' default layout. In one process the
+4 rows of a step come from 2 prompts (a positive and a negative of each), so the shared-prompt layout shares them.
 """
 
 import argparse
@@ -67,7 +69,7 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_case(case: str, model: str, output_dir: Path, batch_size: int, eval_batch_size: int) -> dict:
+def run_case(case: str, model: str, output_dir: Path, batch_size: int, eval_batch_size: int, layout: str | None) -> dict:
     name, *modifiers = case.split("+")
     if name not in TRAINERS or not set(modifiers) <= MODIFIERS:
         raise ValueError(f"unknown case {case!r}")
@@ -82,6 +84,7 @@ def run_case(case: str, model: str, output_dir: Path, batch_size: int, eval_batc
         per_device_eval_batch_size=eval_batch_size, eval_strategy="steps" if "eval" in modifiers else "no", eval_steps=2,
         # UnlikelihoodConfig keeps its own setting: it loads no reference model
         **({} if name == "unlikelihood" else {"precompute_ref_log_probs": "precompute" in modifiers}),
+        **({} if layout is None else {"layout": layout}),
     )
     peft_config = None
     if "peft" in modifiers:
@@ -127,10 +130,13 @@ def main() -> None:
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--batch-size", type=int, required=True, help="rows per rank per optimizer step")
     parser.add_argument("--eval-batch-size", type=int, default=3, help="held-out rows per rank per eval batch")
+    parser.add_argument("--layout", help="the trainers' `layout` (default: theirs)")
     parser.add_argument("cases", nargs="+")
     options = parser.parse_args()
     for case in options.cases:
-        result = run_case(case, options.model, options.output_dir, options.batch_size, options.eval_batch_size)
+        result = run_case(
+            case, options.model, options.output_dir, options.batch_size, options.eval_batch_size, options.layout
+        )
         if result.pop("main"):
             print("RESULT " + json.dumps(result), flush=True)
 

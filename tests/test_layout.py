@@ -1,0 +1,387 @@
+"""Tests for `trl_ulma.layout`: padded, padding-free and shared-prompt layouts of point-wise rows.
+
+The small cases spell out masks, positions and scored positions by hand. The model tests check that every layout
+scores the same tokens as the padded collator, with the same per-row log-probs, entropies and gradients, on tiny
+Qwen2 and Llama models in float32, with sdpa and eager attention.
+"""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, Qwen2Config
+from trl.trainer.utils import add_fused_lm_head
+
+from trl_ulma.layout import build_layout, supports_packed_layout, truncate_row
+from trl_ulma.losses import sequence_logps
+from trl_ulma.pointwise_dpo_trainer import DataCollatorForPointwisePreference
+from trl_ulma.testing import build_tiny_model, build_tokenizer, toy_rows
+
+
+PACKED = ("padding_free", "shared_prompt")
+MODES = ("padded", *PACKED)
+
+
+def examples(rows) -> list[dict]:
+    """Rows as the padded collator's examples."""
+    return [{"prompt_ids": p, "completion_ids": c, "score": 1.0} for p, c in rows]
+
+
+def causal(n: int) -> list[list[int]]:
+    return [[int(k <= q) for k in range(n)] for q in range(n)]
+
+
+def block_diagonal(*blocks: list[list[int]], total: int | None = None) -> list[list[int]]:
+    """Blocks on the diagonal; padding up to ``total`` attends to itself only."""
+    size = sum(len(b) for b in blocks)
+    total = total or size
+    out = [[0] * total for _ in range(total)]
+    start = 0
+    for block in blocks:
+        for q, line in enumerate(block):
+            out[start + q][start : start + len(line)] = line
+        start += len(block)
+    for pad in range(size, total):
+        out[pad][pad] = 1
+    return out
+
+
+def mask_of(layout, k: int = 0) -> list[list[int]]:
+    return layout.attention_mask[k, 0].int().tolist()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Hand-made layouts
+# ------------------------------------------------------------------------------------------------------------------
+def test_shared_prompt_three_completions():
+    rows = [([1, 2, 3], [4, 5]), ([1, 2, 3], [6]), ([1, 2, 3], [7, 8, 9])]
+    layout = build_layout(rows, "shared_prompt")
+    #                              prompt   c0      copy c1   copy c2
+    assert layout.input_ids.tolist() == [[1, 2, 3, 4, 5, 3, 6, 3, 7, 8, 9]]
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 4, 2, 3, 2, 3, 4, 5]]
+    assert mask_of(layout) == [
+        # 1  2  3  4  5  3' 6  3" 7  8  9
+        [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # 1
+        [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # 2
+        [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],  # 3
+        [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0],  # 4: the first completion sees the whole prompt
+        [1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0],  # 5
+        [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0],  # 3': the copy sees prompt[:-1] and itself
+        [1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0],  # 6
+        [1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0],  # 3"
+        [1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0],  # 7
+        [1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0],  # 8
+        [1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1],  # 9
+    ]
+    # Position t scores token t + 1: 4 and 5 from 3 and 4, 6 from the copy, 7 8 9 from the copy, 7 and 8
+    assert layout.row_index.tolist() == [[-1, -1, 0, 0, -1, 1, -1, 2, 2, 2, -1]]
+    assert layout.token_slot.tolist() == [[-1, -1, 0, 1, -1, 0, -1, 0, 1, 2, -1]]
+    assert layout.labels().tolist() == [[-100, -100, -100, 4, 5, -100, 6, -100, 7, 8, 9]]
+    assert layout.shift_labels().tolist() == [[-100, -100, 4, 5, -100, 6, -100, 7, 8, 9, -100]]
+    assert layout.row_counts().tolist() == [2, 1, 3]
+    assert layout.row_lengths.tolist() == [5, 4, 6]
+    assert layout.num_tokens == 11
+    assert layout.sequence_mask.all()
+
+
+def test_shared_prompt_one_completion_is_padding_free():
+    rows = [([1, 2], [3, 4])]
+    for mode in PACKED:
+        layout = build_layout(rows, mode)
+        assert layout.input_ids.tolist() == [[1, 2, 3, 4]]
+        assert layout.position_ids.tolist() == [[0, 1, 2, 3]]
+        assert mask_of(layout) == causal(4)
+        assert layout.row_index.tolist() == [[-1, 0, 0, -1]]
+
+
+def test_no_repeated_prompt_and_budget_packing():
+    rows = [([1, 2], [3]), ([4], [5, 6]), ([7, 8, 9], [10])]  # lengths 3, 3, 4
+    # Default budget: the longest unit (4), so no two rows fit together
+    layout = build_layout(rows, "padding_free", pad_token_id=0)
+    assert layout.input_ids.tolist() == [[7, 8, 9, 10], [1, 2, 3, 0], [4, 5, 6, 0]]  # first-fit decreasing
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 2, 0]]
+    assert mask_of(layout, 1) == block_diagonal(causal(3), total=4)
+    assert layout.row_index.tolist() == [[-1, -1, 2, -1], [-1, 0, -1, -1], [1, 1, -1, -1]]
+
+    # Budget 8: the 4-token row and a 3-token row share a sequence; positions restart, attention stays in its row
+    layout = build_layout(rows, "padding_free", budget=8, pad_token_id=0)
+    assert layout.input_ids.tolist() == [[7, 8, 9, 10, 1, 2, 3], [4, 5, 6, 0, 0, 0, 0]]
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 0, 1, 2], [0, 1, 2, 0, 0, 0, 0]]
+    assert mask_of(layout, 0) == block_diagonal(causal(4), causal(3))
+    assert mask_of(layout, 1) == block_diagonal(causal(3), total=7)
+    assert layout.row_index.tolist() == [[-1, -1, 2, -1, -1, 0, -1], [1, 1, -1, -1, -1, -1, -1]]
+    assert layout.sequence_mask.sum(1).tolist() == [7, 3]
+
+    # No prompt repeats: shared_prompt is padding_free
+    shared = build_layout(rows, "shared_prompt", budget=8, pad_token_id=0)
+    for name in ("input_ids", "position_ids", "attention_mask", "row_index"):
+        assert torch.equal(getattr(shared, name), getattr(layout, name))
+
+    # A unit over the budget gets its own sequence; L is rounded up to pad_to_multiple_of
+    layout = build_layout(rows, "padding_free", budget=3, pad_to_multiple_of=8)
+    assert layout.input_ids.shape == (3, 8)
+    assert layout.sequence_mask.sum(1).tolist() == [4, 3, 3]
+
+
+def test_packing_groups_and_rows():
+    rows = [([1, 2, 3], [4]), ([9], [8, 7]), ([1, 2, 3], [5, 6])]
+    layout = build_layout(rows, "shared_prompt", budget=20)
+    # The group (1 2 3 4 | 3 5 6) and the lone row (9 8 7) share one sequence
+    assert layout.input_ids.tolist() == [[1, 2, 3, 4, 3, 5, 6, 9, 8, 7]]
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 4, 0, 1, 2]]
+    group = [
+        [1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0],
+        [1, 1, 0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 1, 1, 1],
+    ]
+    assert mask_of(layout) == block_diagonal(group, causal(3))
+    assert layout.row_index.tolist() == [[-1, -1, 0, -1, 2, 2, -1, 1, 1, -1]]
+
+
+def test_padded_layout_is_the_collator():
+    rows = [([1, 2, 3], [4, 5]), ([6], [7]), ([8, 9], [10, 11, 12])]
+    layout = build_layout(rows, "padded", pad_token_id=0)
+    batch = DataCollatorForPointwisePreference(pad_token_id=0)(examples(rows))
+    assert torch.equal(layout.input_ids, batch["input_ids"])
+    assert torch.equal(layout.attention_mask, batch["attention_mask"])
+    assert torch.equal(layout.labels(), batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100))
+    assert torch.equal(layout.row_counts(), batch["completion_mask"][:, 1:].sum(1))
+    assert layout.position_ids.tolist() == [[0, 1, 2, 3, 4]] * 3
+    assert layout.model_inputs("flash_attention_2")["attention_mask"].dim() == 2  # any attention takes it
+
+
+@pytest.mark.parametrize("truncation_mode", ["keep_start", "keep_end"])
+def test_truncation_scores_the_collators_tokens(truncation_mode):
+    rows = [
+        ([1, 2, 3], [4, 5, 6]),  # 6 tokens: cut
+        ([1, 2, 3], [7]),  # fits
+        ([1, 2, 3], [8, 9]),  # exactly max_length
+        ([11, 12, 13, 14, 15, 16], [17]),  # the prompt alone is over max_length
+        ([], [21, 22]),  # empty prompt: the first token is not scored
+    ]
+    max_length = 5
+    batch = DataCollatorForPointwisePreference(pad_token_id=0, max_length=max_length, truncation_mode=truncation_mode)(
+        examples(rows)
+    )
+    scored = batch["input_ids"][:, 1:].masked_fill(batch["completion_mask"][:, 1:] == 0, 0)
+    expected = [row[row > 0].tolist() for row in scored]
+    for mode in MODES:
+        layout = build_layout(rows, mode, max_length=max_length, truncation_mode=truncation_mode)
+        tokens = layout.row_tokens(layout.input_ids[:, 1:], fill=0)
+        got = [row[mask].tolist() for row, mask in zip(tokens, layout.token_mask(), strict=True)]
+        assert got == expected, mode
+        assert layout.row_lengths.tolist() == batch["attention_mask"].sum(1).tolist()
+
+    shared = build_layout(rows, "shared_prompt", max_length=max_length, truncation_mode=truncation_mode)
+    if truncation_mode == "keep_start":
+        # One prompt for rows 0-2 (row 0's completion cut to 2 tokens); rows 3 and 4 alone
+        assert expected[:3] == [[4, 5], [7], [8, 9]]
+        assert shared.input_ids.tolist()[0] == [1, 2, 3, 4, 5, 3, 7, 3, 8, 9]
+        assert shared.position_ids.tolist()[0] == [0, 1, 2, 3, 4, 2, 3, 2, 3, 4]
+    else:
+        # Row 0 lost its prompt's first token: it is laid out alone, rows 1 and 2 share the prompt
+        assert expected[:3] == [[4, 5, 6], [7], [8, 9]]
+        assert [2, 3, 4, 5, 6] in [seq[:5] for seq in shared.input_ids.tolist()]
+        assert [1, 2, 3, 7, 3, 8, 9] in [seq[:7] for seq in shared.input_ids.tolist()]
+    assert shared.row_counts().tolist() == [len(e) for e in expected]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_row_order_and_unpacking(mode):
+    rows = [([1, 2], [30, 31]), ([5], [32]), ([1, 2], [33, 34, 35]), ([6, 7, 8, 9], [36]), ([1, 2], [37])]
+    layout = build_layout(rows, mode, budget=9)
+    scored_ids = layout.input_ids[:, 1:].float()  # per-token values aligned like log_probs: the scored token
+    assert layout.row_sums(scored_ids).tolist() == [30 + 31, 32, 33 + 34 + 35, 36, 37]
+    assert layout.row_sums(layout.shift_labels().clamp(min=0).float()).tolist() == [61, 32, 102, 36, 37]
+    assert layout.row_counts().tolist() == [2, 1, 3, 1, 1]
+    assert layout.row_tokens(scored_ids, fill=-1).tolist() == [
+        [30, 31, -1], [32, -1, -1], [33, 34, 35], [36, -1, -1], [37, -1, -1]
+    ]  # fmt: skip
+    # Unscored positions never leak, even as -inf or NaN
+    poisoned = scored_ids.masked_fill(layout.row_index[:, :-1] < 0, float("nan"))
+    assert layout.row_sums(poisoned).tolist() == [61, 32, 102, 36, 37]
+    # Booleans are counted
+    assert layout.row_sums(scored_ids > 33).tolist() == [0, 0, 2, 1, 1]
+
+    subset = layout.select([4, 0])
+    assert subset.row_sums(subset.input_ids[:, 1:].float()).tolist() == [37, 61]
+    assert subset.select(torch.tensor([False, True])).row_counts().tolist() == [2]
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="mode"):
+        build_layout([([1], [2])], "packed")
+    with pytest.raises(ValueError, match="truncation_mode"):
+        build_layout([([1], [2])], "padding_free", truncation_mode="keep_middle")
+    layout = build_layout([([1], [2])], "shared_prompt")
+    with pytest.raises(ValueError, match="attention"):
+        layout.model_inputs("flash_attention_2")
+    with pytest.raises(ValueError, match="Per-token"):
+        layout.row_sums(torch.zeros(1, 5))
+
+
+def test_truncate_row_matches_collator():
+    assert truncate_row([1, 2, 3], [4, 5], 4, "keep_start") == ([1, 2, 3, 4], [0, 0, 0, 1])
+    assert truncate_row([1, 2, 3], [4, 5], 4, "keep_end") == ([2, 3, 4, 5], [0, 0, 1, 1])
+    assert truncate_row([1, 2, 3], [4, 5], None, "keep_end") == ([1, 2, 3, 4, 5], [0, 0, 0, 1, 1])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Exactness against the padded path on real tiny models
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def token_rows(tiny_tokenizer):
+    """Toy rows with repeated prompts (pairs) and different lengths; one prompt has three completions."""
+    rows = []
+    for row in toy_rows(8, seed=1) + toy_rows(2, seed=3)[:1]:
+        prompt = tiny_tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        completion = tiny_tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        rows.append((prompt, completion + [tiny_tokenizer.eos_token_id]))
+    rows.append((rows[0][0], rows[1][1][:3]))  # the first prompt again, a short completion
+    rows.insert(3, rows.pop(-1))  # not next to its group
+    return rows
+
+
+def make_model(kind: str, attn: str, tokenizer):
+    torch.manual_seed(0)
+    if kind == "qwen2":
+        model = build_tiny_model(tokenizer)
+    else:
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        model = LlamaForCausalLM(config)
+    model.set_attn_implementation(attn)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    return model.float().train()
+
+
+def padded_reference(model, batch, weights):
+    """The trainer's padded path: fused head with `labels`, per-row sums over ``completion_mask[:, 1:]``."""
+    model.zero_grad()
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    outputs = model(**inputs, labels=labels, fused_lm_head=True)
+    mask = batch["completion_mask"][:, 1:]
+    logps = sequence_logps(outputs.log_probs[:, -mask.size(1) :], mask, length_normalize=False)
+    entropy = (outputs.entropy * mask).sum(1)
+    (weights * logps).sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    return logps.detach(), entropy.detach(), grads
+
+
+def layout_fused(model, layout, attn, weights, shifted: bool):
+    """The layout through TRL's fused head (``labels`` or ``shift_labels``), unpacked with `row_sums`."""
+    model.zero_grad()
+    label_kwargs = {"shift_labels": layout.shift_labels()} if shifted else {"labels": layout.labels()}
+    outputs = model(**layout.model_inputs(attn), **label_kwargs, fused_lm_head=True)
+    logps = layout.row_sums(outputs.log_probs)
+    (weights * logps).sum().backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    return logps.detach(), layout.row_sums(outputs.entropy).detach(), grads
+
+
+def layout_logits(model, layout, attn):
+    """The layout through plain logits: log_softmax, gather the next token, entropy of each prediction."""
+    logits = model(**layout.model_inputs(attn)).logits[:, :-1]
+    logp = logits.log_softmax(-1)
+    token_logps = logp.gather(-1, layout.input_ids[:, 1:, None]).squeeze(-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return layout.row_sums(token_logps).detach(), layout.row_sums(entropy).detach()
+
+
+def assert_close(actual, expected, rtol=1e-5):
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("truncation", [(None, "keep_start"), (30, "keep_start"), (30, "keep_end")])
+def test_layouts_match_padded_path(kind, attn, truncation, tiny_tokenizer, token_rows):
+    torch.set_num_threads(1)
+    max_length, truncation_mode = truncation
+    model = make_model(kind, attn, tiny_tokenizer)
+    pad = tiny_tokenizer.pad_token_id
+    collator = DataCollatorForPointwisePreference(pad, max_length=max_length, truncation_mode=truncation_mode)
+    batch = collator(examples(token_rows))
+    if max_length is not None:
+        assert (batch["attention_mask"].sum(1) == max_length).sum() >= 3  # some rows are cut
+    weights = torch.linspace(-1.0, 2.0, len(token_rows))
+    ref_logps, ref_entropy, ref_grads = padded_reference(model, batch, weights)
+
+    for mode in MODES:
+        layout = build_layout(token_rows, mode, max_length, truncation_mode, pad_token_id=pad)
+        if mode == "shared_prompt":
+            assert layout.num_tokens < layout.row_lengths.sum()  # prompts are shared
+        for shifted in (False, True):
+            logps, entropy, grads = layout_fused(model, layout, attn, weights, shifted)
+            assert_close(logps, ref_logps)
+            assert_close(entropy, ref_entropy)
+            for name, grad in grads.items():
+                error = (grad - ref_grads[name]).norm() / ref_grads[name].norm().clamp(min=1e-12)
+                assert error <= 1e-5, (mode, name, error.item())
+        with torch.no_grad():
+            logps, entropy = layout_logits(model, layout, attn)
+        assert_close(logps, ref_logps)
+        assert_close(entropy, ref_entropy)
+
+
+def test_select_matches_the_full_layout(tiny_tokenizer, token_rows):
+    torch.set_num_threads(1)
+    model = make_model("qwen2", "sdpa", tiny_tokenizer)
+    layout = build_layout(token_rows, "shared_prompt", pad_token_id=tiny_tokenizer.pad_token_id)
+    with torch.no_grad():
+        full, _ = layout_logits(model, layout, "sdpa")
+        rows = torch.tensor([i % 3 == 1 for i in range(len(token_rows))])
+        part, _ = layout_logits(model, layout.select(rows), "sdpa")
+    assert_close(part, full[rows])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Which models take a packed layout
+# ------------------------------------------------------------------------------------------------------------------
+def test_supports_packed_layout(tiny_tokenizer):
+    model = build_tiny_model(tiny_tokenizer)
+    assert supports_packed_layout(model)[0]
+    for attn in ("sdpa", "eager"):
+        assert supports_packed_layout(Qwen2Config(num_hidden_layers=2, attn_implementation=attn))[0]
+
+    for attn in ("flash_attention_2", "flex_attention", "paged|sdpa"):
+        supported, reason = supports_packed_layout(Qwen2Config(num_hidden_layers=2, attn_implementation=attn))
+        assert not supported and attn in reason
+
+    # Sliding windows: refused unless every row fits in the window
+    sliding = Qwen2Config(
+        num_hidden_layers=4, use_sliding_window=True, sliding_window=64, max_window_layers=2, attn_implementation="sdpa"
+    )
+    supported, reason = supports_packed_layout(sliding)
+    assert not supported and "sliding_window=64" in reason
+    assert supports_packed_layout(sliding, max_length=64)[0]
+    assert not supports_packed_layout(sliding, max_length=65)[0]
+    assert not supports_packed_layout(MistralConfig(num_hidden_layers=2, attn_implementation="sdpa"))[0]
+    assert supports_packed_layout(Qwen2Config(num_hidden_layers=2, sliding_window=64, attn_implementation="sdpa"))[0]
+
+    # Linear-attention / recurrent layers
+    hybrid = Qwen2Config(num_hidden_layers=2, attn_implementation="sdpa")
+    hybrid.layer_types = ["linear_attention", "full_attention"]
+    supported, reason = supports_packed_layout(hybrid)
+    assert not supported and "linear_attention" in reason
+
+    moe = Qwen2Config(num_hidden_layers=2, attn_implementation="sdpa")
+    moe.output_router_logits = True
+    supported, reason = supports_packed_layout(moe)
+    assert not supported and "load-balancing" in reason

@@ -1,0 +1,123 @@
+"""The trainers on each layout (`PointwiseDPOConfig.layout`): the same log-probs, losses, metrics and gradients as
+padded batches, the fallback for models that cannot take a packed layout, and the prompt-grouping sampler."""
+
+import logging
+
+import pytest
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+
+from trl_ulma import (
+    PointwiseDPOConfig,
+    PointwiseDPOTrainer,
+    ULMAConfig,
+    ULMATrainer,
+    UnlikelihoodConfig,
+    UnlikelihoodTrainer,
+)
+from trl_ulma.layout import PromptGroupSampler
+from trl_ulma.testing import toy_rows
+
+
+TRAINERS = {
+    "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig),
+    "ulma": (ULMATrainer, ULMAConfig),
+    "unlikelihood": (UnlikelihoodTrainer, UnlikelihoodConfig),
+}
+
+
+def rows(score_type: str) -> Dataset:
+    """10 rows over 5 prompts: 3 completions for 2 prompts, 2 for one, 1 for two, of different lengths."""
+    base = toy_rows(8)
+    data = []
+    for prompt, completions in ((0, [0, 1, 3]), (2, [4, 5, 7]), (4, [2, 6]), (6, [1]), (7, [3])):
+        for c in completions:
+            label = c % 2 == 0
+            score = {"label": label} if score_type == "binary" else {"score": 1.0 if label else 0.2 * (c % 3)}
+            data.append({"prompt": base[prompt]["prompt"], "completion": base[c]["completion"] * (1 + c % 2)} | score)
+    order = [0, 3, 6, 1, 9, 4, 7, 2, 8, 5]  # a batch's rows of one prompt are not adjacent
+    return Dataset.from_list([data[i] for i in order])
+
+
+def loss_and_grads(name, layout, score_type, model_dir, tokenizer, make_args, **options):
+    trainer_class, config_class = TRAINERS[name]
+    peft = options.pop("peft", False)
+    args = make_args(config_class, layout=layout, beta=0.5, per_device_train_batch_size=10, **options)
+    trainer = trainer_class(
+        model=model_dir, args=args, train_dataset=rows(score_type), processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM") if peft else None,
+    )
+    assert trainer._layout_mode == layout
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(10)]))
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    metrics = {key: values[-1] for key, values in trainer._metrics["train"].items()}
+    return loss.detach(), grads, metrics
+
+
+CASES = [
+    ("pointwise_dpo", "binary", {}),
+    ("pointwise_dpo", "continuous", {"length_normalize": False}),
+    ("pointwise_dpo", "binary", {"precompute_ref_log_probs": True}),
+    ("pointwise_dpo", "binary", {"peft": True}),
+    ("ulma", "binary", {}),  # the reference forward runs on the negatives alone
+    ("ulma", "continuous", {"sft_loss_type": "token_nll"}),
+    ("ulma", "binary", {"peft": True, "precompute_ref_log_probs": True}),
+    ("unlikelihood", "binary", {"unlikelihood_form": "token"}),
+]
+
+
+@pytest.mark.parametrize("layout", ["padding_free", "shared_prompt"])
+@pytest.mark.parametrize("name, score_type, options", CASES)
+def test_layout_matches_padded(name, score_type, options, layout, model_dir, tokenizer, make_args):
+    expected = loss_and_grads(name, "padded", score_type, model_dir, tokenizer, make_args, **dict(options))
+    found = loss_and_grads(name, layout, score_type, model_dir, tokenizer, make_args, **dict(options))
+    torch.testing.assert_close(found[0], expected[0], rtol=1e-5, atol=1e-7)
+    assert found[1].keys() == expected[1].keys() and found[1]
+    for key in expected[1]:
+        torch.testing.assert_close(found[1][key], expected[1][key], rtol=1e-5, atol=1e-7)
+    assert found[2].keys() == expected[2].keys()
+    assert found[2] == pytest.approx(expected[2], rel=1e-5, abs=1e-6)
+
+
+def test_unsupported_attention_falls_back_to_padding_with_one_warning(model_dir, tokenizer, make_args, caplog):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.config.sliding_window, model.config.use_sliding_window = 8, True  # shorter than max_length
+    with caplog.at_level(logging.WARNING):
+        trainer = ULMATrainer(model=model, args=make_args(ULMAConfig), train_dataset=rows("binary"),
+                              processing_class=tokenizer)
+        trainer.train()
+    assert trainer._layout_mode == "padded"
+    assert caplog.text.count("layout='shared_prompt' falls back to padded batches: sliding_window=8") == 1
+
+
+def test_padding_free_flag_selects_the_layout(make_args):
+    assert make_args(PointwiseDPOConfig, padding_free=True, layout="padded").layout == "padding_free"
+    assert make_args(PointwiseDPOConfig, padding_free=True).layout == "shared_prompt"
+    with pytest.raises(ValueError, match="`layout` must be one of"):
+        make_args(PointwiseDPOConfig, layout="packed")
+
+
+def test_prompt_group_sampler_keeps_prompts_together():
+    prompts = ["a", "b", "a", "c", "b", "a"]
+    sampler = PromptGroupSampler(prompts, seed=0)
+    first, second = list(sampler), list(sampler)
+    for order in (first, second):
+        assert sorted(order) == list(range(6))
+        runs = [prompts[i] for i in order]
+        assert all(runs.index(p) + runs.count(p) - 1 == len(runs) - 1 - runs[::-1].index(p) for p in "abc")
+    assert list(PromptGroupSampler(prompts, seed=0)) == first  # reproducible from the seed
+
+
+def test_shared_prompt_training_batches_hold_whole_prompts(model_dir, tokenizer, make_args):
+    trainer = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig), train_dataset=rows("binary"),
+                                  processing_class=tokenizer)
+    assert isinstance(trainer._get_train_sampler(), PromptGroupSampler)
+    padded = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig, layout="padded"),
+                                 train_dataset=rows("binary"), processing_class=tokenizer)
+    assert not isinstance(padded._get_train_sampler(), PromptGroupSampler)

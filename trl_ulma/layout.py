@@ -1,0 +1,448 @@
+"""Batch layouts for a causal LM forward over point-wise rows, and the unpacking of per-token results to rows.
+
+A row is ``(prompt_ids, completion_ids)``; only its completion tokens are scored. Three layouts of a batch of B rows
+into K sequences of length L, all described by the same `Layout`:
+
+``padded``         row i is sequence i, right-padded (K = B), with a 2D attention mask: what
+                   `DataCollatorForPointwisePreference` builds.
+``padding_free``   each row (prompt + completion) is one unit; units are packed into K <= B sequences by a token budget,
+                   positions restart at 0 per row, and a 4D mask keeps each token's attention causal within its row.
+``shared_prompt``  rows with the same prompt form one unit: the prompt once, the first completion, then for each further
+                   completion a copy of the prompt's last token followed by that completion. The copy has the prompt's
+                   last position and attends to ``prompt[:-1]`` and itself, so its hidden state is the prompt's last
+                   one; the completion after it continues the positions from ``len(prompt)`` and attends to
+                   ``prompt[:-1]``, the copy and, causally, itself. A prompt with one completion is padding-free.
+
+Every layout scores exactly the tokens the padded path scores (a completion token at position >= 1 of the row
+truncated to ``max_length`` as the collator does), from the same context and positions, so sums of per-token
+log-probs, entropies and their gradients match the padded path up to float rounding. Per-token outputs aligned like
+TRL's fused LM head (``values[:, t]`` belongs to the prediction of token t + 1: width L - 1 with ``labels``, L with
+``shift_labels`` or plain ``logits``) go back to rows with `Layout.row_sums` / `Layout.row_tokens`.
+
+The packed layouts need an attention implementation that takes an explicit 4D mask and rotary/absolute positions
+from ``position_ids``: see `supports_packed_layout`.
+"""
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+import torch
+
+
+LayoutMode = Literal["padded", "padding_free", "shared_prompt"]
+LAYOUT_MODES = ("padded", "padding_free", "shared_prompt")
+Row = tuple[Sequence[int], Sequence[int]]
+
+# Attention implementations that apply an explicit 4D mask: sdpa takes it boolean, eager as an additive float mask
+PACKED_ATTENTION = ("sdpa", "eager")
+# Config fields listing per-layer block kinds in hybrid or recurrent models, and the entries that are full attention
+_BLOCK_TYPE_FIELDS = ("layer_types", "layers_block_type", "layer_block_types", "block_types", "layers_type")
+_FULL_ATTENTION = ("full_attention", "attention", "attn", "global", "global_attention", "full")
+_WINDOWED_ATTENTION = ("sliding_attention", "chunked_attention")  # exact while every row fits in the window
+_RECURRENT_MODEL_TYPES = ("mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm", "recurrent_gemma", "lfm2")
+_ALIBI_MODEL_TYPES = ("bloom", "mpt")
+
+
+@dataclass
+class _Unit:
+    """Tokens laid out together (a row, or a prompt group), with per-token positions, branches and scored rows."""
+
+    first_row: int
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    branch: list[int] = field(default_factory=list)  # local branch: a token attends causally within its branch ...
+    prefix: list[bool] = field(default_factory=list)  # ... and to every earlier prefix token of its unit
+    scored_row: list[int] = field(default_factory=list)  # the row whose scored token this is, -1 if none
+
+    def add(self, tokens: Sequence[int], start: int, branch: int, prefix: int, row: int, scored: Sequence[bool]):
+        """Append ``tokens`` as one branch, at positions from ``start``; the first ``prefix`` of them are visible to
+        every later branch of the unit; ``scored`` marks the tokens of ``row`` that are scored."""
+        self.tokens += tokens
+        self.positions += range(start, start + len(tokens))
+        self.branch += [branch] * len(tokens)
+        self.prefix += [i < prefix for i in range(len(tokens))]
+        self.scored_row += [row if s else -1 for s in scored]
+
+
+@dataclass
+class Layout:
+    """A batch of rows laid out for one causal LM forward, and how per-token results map back to the rows.
+
+    Tensors: ``input_ids``, ``position_ids``, ``row_index``, ``token_slot`` and ``sequence_mask`` are (K, L).
+    ``attention_mask`` is (K, 1, L, L) bool (True: may attend) for the packed layouts and (K, L) 0/1 for ``padded``;
+    pass it through `model_inputs`, which makes it additive for eager attention. ``row_index[k, t]`` is the row whose
+    token ``input_ids[k, t + 1]`` is scored by the prediction at position t, -1 where nothing is scored (the last
+    column always); ``token_slot[k, t]`` is that token's index among its row's scored tokens. ``sequence_mask`` is True
+    on laid-out tokens (not padding). ``row_lengths`` (B,) is each row's length after truncation: the tokens the padded
+    path attends. ``rows`` and ``options`` are the builder's arguments, kept for `select`.
+    """
+
+    mode: str
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    row_index: torch.Tensor
+    token_slot: torch.Tensor
+    sequence_mask: torch.Tensor
+    row_lengths: torch.Tensor
+    rows: tuple[Row, ...]
+    options: dict[str, Any]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens laid out (padding excluded): what the forward actually processes, less than
+        ``row_lengths.sum()`` when prompts are shared."""
+        return int(self.sequence_mask.sum())
+
+    def to(self, device: torch.device | str) -> "Layout":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: v.to(device) for k, v in values.items() if isinstance(v, torch.Tensor)})
+
+    def model_inputs(self, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+        """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask
+        stays boolean for sdpa and becomes additive (0 / finfo(dtype).min) for eager, which adds the mask to its
+        scores (a boolean mask would be added as 0/1)."""
+        mask = self.attention_mask
+        if self.mode != "padded":
+            if attn_implementation not in PACKED_ATTENTION:
+                raise ValueError(
+                    f"The {self.mode} layout needs one of {PACKED_ATTENTION} attention, not {attn_implementation!r}."
+                )
+            if attn_implementation == "eager":
+                additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+                mask = additive.masked_fill(~mask, torch.finfo(dtype).min)
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
+
+    def labels(self) -> torch.Tensor:
+        """(K, L) ``labels`` for `model(..., labels=...)` (shifted inside the model): each scored token's id, -100
+        elsewhere."""
+        labels = torch.full_like(self.input_ids, -100)
+        labels[:, 1:] = self.input_ids[:, 1:].masked_fill(self.row_index[:, :-1] < 0, -100)
+        return labels
+
+    def shift_labels(self) -> torch.Tensor:
+        """(K, L) pre-shifted labels: position t holds the id of the token it scores, -100 where nothing is scored."""
+        return self.input_ids.roll(-1, dims=1).masked_fill(self.row_index < 0, -100)
+
+    def _scored(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        num_seqs, length = self.row_index.shape
+        if values.dim() != 2 or values.size(0) != num_seqs or values.size(1) not in (length - 1, length):
+            raise ValueError(
+                f"Per-token values must be (K, L - 1) or (K, L) with (K, L) = {tuple(self.row_index.shape)}, "
+                f"got {tuple(values.shape)}."
+            )
+        scored = self.row_index[:, : values.size(1)] >= 0
+        return scored, values[scored]
+
+    def row_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """(B,) sum of ``values`` (K, L - 1 or L, aligned left like ``log_probs``) over each row's scored tokens, in
+        row order. Differentiable; unscored positions never enter (no -inf/NaN leak). Booleans are counted."""
+        scored, picked = self._scored(values)
+        if not picked.is_floating_point():
+            picked = picked.long()
+        index = self.row_index[:, : values.size(1)][scored]
+        return picked.new_zeros(self.num_rows).index_add(0, index, picked)
+
+    def row_counts(self) -> torch.Tensor:
+        """(B,) number of scored tokens of each row."""
+        return torch.bincount(self.row_index[self.row_index >= 0], minlength=self.num_rows)
+
+    def row_tokens(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """(B, T) each row's scored-token ``values`` in order, right-padded with ``fill``; T the most scored tokens
+        of a row. With `token_mask`, a stand-in for the padded path's per-token tensors (token-level losses)."""
+        scored, picked = self._scored(values)
+        rows = self.row_index[:, : values.size(1)][scored]
+        slots = self.token_slot[:, : values.size(1)][scored]
+        width = int(self.row_counts().max()) if self.num_rows else 0
+        out = values.new_full((self.num_rows, width), fill)
+        return out.index_put((rows, slots), picked)
+
+    def token_mask(self) -> torch.Tensor:
+        """(B, T) bool, True on the entries of `row_tokens` that hold a scored token."""
+        counts = self.row_counts()
+        width = int(counts.max()) if self.num_rows else 0
+        return torch.arange(width, device=counts.device)[None, :] < counts[:, None]
+
+    def select(self, rows: Sequence[int] | torch.Tensor) -> "Layout":
+        """The layout of a subset of the rows (row i of the result is row ``rows[i]`` here), e.g. negatives only."""
+        if isinstance(rows, torch.Tensor):
+            rows = rows.nonzero().flatten().tolist() if rows.dtype == torch.bool else rows.tolist()
+        device = self.input_ids.device
+        return build_layout([self.rows[i] for i in rows], self.mode, **self.options).to(device)
+
+
+def truncate_row(
+    prompt_ids: Sequence[int], completion_ids: Sequence[int], max_length: int | None, truncation_mode: str
+) -> tuple[list[int], list[int]]:
+    """A row's tokens and completion mask (1 on completion tokens) truncated to ``max_length`` exactly as
+    `DataCollatorForPointwisePreference` does (``keep_start`` keeps the start, ``keep_end`` the end)."""
+    sequence = list(prompt_ids) + list(completion_ids)
+    mask = [0] * len(prompt_ids) + [1] * len(completion_ids)
+    if max_length is not None and len(sequence) > max_length:
+        keep = slice(None, max_length) if truncation_mode == "keep_start" else slice(-max_length, None)
+        sequence, mask = sequence[keep], mask[keep]
+    return sequence, mask
+
+
+def _row_unit(sequence: list[int], mask: list[int], row: int) -> _Unit:
+    """A row alone: positions from 0, causal attention; completion tokens past position 0 scored."""
+    unit = _Unit(row)
+    unit.add(sequence, 0, 0, 0, row, [bool(m) and j > 0 for j, m in enumerate(mask)])
+    return unit
+
+
+def _group_unit(prompt: list[int], completions: list[tuple[int, list[int]]]) -> _Unit:
+    """Rows sharing ``prompt`` (non-empty, untruncated): the prompt and the first completion, then copy + completion
+    for each further one (see the module docstring)."""
+    size = len(prompt)
+    (first_row, first), *others = completions
+    unit = _Unit(first_row)
+    unit.add(prompt + first, 0, 0, size - 1, first_row, [False] * size + [True] * len(first))
+    for branch, (row, completion) in enumerate(others, start=1):
+        if completion:  # an empty completion scores nothing: no branch at all
+            unit.add([prompt[-1]] + completion, size - 1, branch, 0, row, [False] + [True] * len(completion))
+    return unit
+
+
+def _pack(lengths: list[int], budget: int) -> list[list[int]]:
+    """First-fit decreasing: unit indices per bin of at most ``budget`` tokens; a longer unit gets its own bin."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for unit in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for b, free in enumerate(room):
+            if lengths[unit] <= free:
+                bins[b].append(unit)
+                room[b] -= lengths[unit]
+                break
+        else:
+            bins.append([unit])
+            room.append(budget - lengths[unit])
+    return bins
+
+
+def build_layout(
+    rows: Sequence[Row],
+    mode: LayoutMode = "shared_prompt",
+    max_length: int | None = None,
+    truncation_mode: str = "keep_start",
+    budget: int | None = None,
+    pad_token_id: int = 0,
+    pad_to_multiple_of: int | None = None,
+) -> Layout:
+    """Lay out ``rows`` (``(prompt_ids, completion_ids)`` in batch order, any subset of a batch) as ``mode``.
+
+    Rows are truncated to ``max_length`` like the padded collator. In ``shared_prompt``, rows with equal prompts share
+    one copy of it, except a row whose prompt is empty or would be cut (``keep_end`` cutting anything,
+    ``keep_start`` cutting into the prompt), which is laid out alone. ``budget``: the token capacity of a packed
+    sequence (default: the longest unit; a unit longer than the budget gets its own sequence). ``pad_to_multiple_of``
+    rounds L up.
+    """
+    if mode not in LAYOUT_MODES:
+        raise ValueError(f"`mode` must be one of {LAYOUT_MODES}, got {mode!r}.")
+    if truncation_mode not in ("keep_start", "keep_end"):
+        raise ValueError(f"`truncation_mode` must be 'keep_start' or 'keep_end', got {truncation_mode!r}.")
+    options = dict(
+        max_length=max_length,
+        truncation_mode=truncation_mode,
+        budget=budget,
+        pad_token_id=pad_token_id,
+        pad_to_multiple_of=pad_to_multiple_of,
+    )
+    rows = tuple((list(prompt), list(completion)) for prompt, completion in rows)
+    truncated = [truncate_row(prompt, completion, max_length, truncation_mode) for prompt, completion in rows]
+
+    units: list[_Unit] = []
+    groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+    for row, ((prompt, completion), (sequence, _)) in enumerate(zip(rows, truncated, strict=True)):
+        # A prompt is shared only if it survives truncation whole, so that every row of its group sees the same one
+        cut = len(sequence) < len(prompt) + len(completion)
+        kept_whole = not cut or (truncation_mode == "keep_start" and len(prompt) < max_length)
+        if mode == "shared_prompt" and prompt and kept_whole:
+            groups.setdefault(tuple(prompt), []).append((row, sequence[len(prompt) :]))
+        else:
+            units.append(_row_unit(*truncated[row], row))
+    units += [_group_unit(list(prompt), members) for prompt, members in groups.items()]
+    units.sort(key=lambda unit: unit.first_row)  # padded: unit i is row i
+
+    if mode == "padded":
+        bins = [[i] for i in range(len(units))]
+    else:
+        lengths = [len(unit.tokens) for unit in units]
+        bins = _pack(lengths, max(lengths, default=0) if budget is None else budget)
+    return _assemble(mode, units, bins, rows, truncated, options)
+
+
+def _assemble(
+    mode: str,
+    units: list[_Unit],
+    bins: list[list[int]],
+    rows: tuple[Row, ...],
+    truncated: list[tuple[list[int], list[int]]],
+    options: dict[str, Any],
+) -> Layout:
+    """The tensors of a layout from its units and their bins."""
+    num_seqs = len(bins)
+    length = max((sum(len(units[u].tokens) for u in b) for b in bins), default=0)
+    multiple = options["pad_to_multiple_of"]
+    if multiple:
+        length = -(-length // multiple) * multiple
+    length = max(length, 1)
+    input_ids = torch.full((num_seqs, length), options["pad_token_id"], dtype=torch.long)
+    position_ids = torch.zeros((num_seqs, length), dtype=torch.long)
+    unit_id = -torch.arange(1, num_seqs * length + 1).view(num_seqs, length)  # padding: a unit of its own per token
+    branch_id = unit_id.clone()
+    prefix = torch.zeros((num_seqs, length), dtype=torch.bool)
+    scored_row = torch.full((num_seqs, length), -1, dtype=torch.long)
+    next_branch = 0
+    for k, b in enumerate(bins):
+        start = 0
+        for u in b:
+            unit, end = units[u], start + len(units[u].tokens)
+            input_ids[k, start:end] = torch.tensor(unit.tokens, dtype=torch.long)
+            position_ids[k, start:end] = torch.tensor(unit.positions, dtype=torch.long)
+            unit_id[k, start:end] = u
+            branch_id[k, start:end] = next_branch + torch.tensor(unit.branch, dtype=torch.long)
+            prefix[k, start:end] = torch.tensor(unit.prefix, dtype=torch.bool)
+            scored_row[k, start:end] = torch.tensor(unit.scored_row, dtype=torch.long)
+            next_branch += max(unit.branch, default=0) + 1
+            start = end
+    sequence_mask = unit_id >= 0
+
+    if mode == "padded":
+        position_ids = torch.arange(length).expand(num_seqs, length).clone()
+        attention_mask = sequence_mask.long()
+    else:
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        same_unit = unit_id[:, :, None] == unit_id[:, None, :]
+        same_branch = branch_id[:, :, None] == branch_id[:, None, :]
+        attention_mask = (causal & same_unit & (same_branch | prefix[:, None, :]))[:, None]
+
+    # Position t predicts token t + 1: shift the scored rows left by one
+    row_index = torch.full_like(scored_row, -1)
+    row_index[:, :-1] = scored_row[:, 1:]
+    # A scored token's index within its row: its rank among the row's scored tokens, in layout order
+    token_slot = torch.full_like(row_index, -1)
+    flat = row_index.flatten()
+    where = (flat >= 0).nonzero().flatten()
+    if len(where):
+        order = torch.argsort(flat[where], stable=True)  # layout order within each row is the row's token order
+        sorted_rows = flat[where][order]
+        starts = torch.searchsorted(sorted_rows, sorted_rows, right=False)
+        slots = torch.empty_like(order)
+        slots[order] = torch.arange(len(order)) - starts
+        token_slot.view(-1)[where] = slots
+    row_lengths = torch.tensor([len(sequence) for sequence, _ in truncated], dtype=torch.long)
+    return Layout(
+        mode=mode,
+        input_ids=input_ids,
+        position_ids=position_ids,
+        attention_mask=attention_mask,
+        row_index=row_index,
+        token_slot=token_slot,
+        sequence_mask=sequence_mask,
+        row_lengths=row_lengths,
+        rows=rows,
+        options=options,
+    )
+
+
+def supports_packed_layout(model_or_config: Any, max_length: int | None = None) -> tuple[bool, str]:
+    """Whether a model (or its config) can run the ``padding_free`` / ``shared_prompt`` layouts, and why not.
+
+    Needs: sdpa or eager attention (they apply an explicit 4D mask; flash kernels ignore it and flex attention would
+    need a block mask), causal full attention in every layer (sliding-window or chunked layers are fine only when
+    ``max_length`` fits in the window, since the packed mask replaces the window), no recurrent or linear-attention
+    layers (their state runs across the whole packed sequence), positions taken from ``position_ids`` (not ALiBi), and
+    no prompt-learning adapter (virtual tokens shift the sequence), and no router loss (it reads a 2D mask).
+    """
+    model = model_or_config if getattr(model_or_config, "config", None) is not None else None
+    config = model_or_config if model is None else model.config
+    if model is not None and getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        return False, "a prompt-learning PEFT adapter prepends virtual tokens, which the packed layout does not place"
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    implementation = getattr(text_config, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
+    if implementation not in PACKED_ATTENTION:
+        return False, (
+            f"attention implementation {implementation!r} does not apply a custom 4D mask: load the model with "
+            f"attn_implementation='sdpa' (or 'eager')"
+        )
+    if not getattr(text_config, "is_causal", True):
+        return False, "the model is not causal"
+    model_type = getattr(text_config, "model_type", "")
+    if model_type in _RECURRENT_MODEL_TYPES:
+        return False, f"{model_type!r} models keep a recurrent state across the whole packed sequence"
+    if model_type in _ALIBI_MODEL_TYPES or getattr(text_config, "alibi", False):
+        return False, f"{model_type!r} with ALiBi takes its positions from the key index, not from `position_ids`"
+    for name in _BLOCK_TYPE_FIELDS:
+        kinds = getattr(text_config, name, None)
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        other = sorted({str(kind) for kind in kinds or ()} - set(_FULL_ATTENTION) - set(_WINDOWED_ATTENTION))
+        if other:
+            return False, f"`{name}` has {other} layers: their state or mask spans the whole packed sequence"
+    if getattr(text_config, "output_router_logits", False):
+        return False, "the MoE load-balancing loss reads a 2D `attention_mask`; the packed layout's is 4D"
+    windows = []
+    kinds = set(getattr(text_config, "layer_types", None) or ())
+    sliding = getattr(text_config, "sliding_window", None)
+    if sliding and getattr(text_config, "use_sliding_window", True) or "sliding_attention" in kinds:
+        windows.append(("sliding_window", sliding))
+    chunk = getattr(text_config, "attention_chunk_size", None)
+    if chunk or "chunked_attention" in kinds:
+        windows.append(("attention_chunk_size", chunk))
+    for name, window in windows:
+        if max_length is None or not window or max_length > window:
+            return False, (
+                f"{name}={window} is in use and the packed mask replaces it: exact only with max_length <= {window} "
+                f"(got max_length={max_length})"
+            )
+    if model is not None:
+        forward = getattr(model, "forward", None)
+        try:
+            parameters = inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            parameters = {}
+        takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        if parameters and "position_ids" not in parameters and not takes_any:
+            return False, "the model's forward takes no `position_ids`"
+    return True, f"{implementation} attention with full causal layers and position ids"
+
+
+def rows_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor) -> list[Row]:
+    """The ``(prompt_ids, completion_ids)`` rows of a right-padded batch (already truncated by the collator)."""
+    rows = []
+    for ids, attended, completion in zip(
+        input_ids.tolist(), attention_mask.tolist(), completion_mask.tolist(), strict=True
+    ):
+        length = sum(attended)
+        start = next((i for i, c in enumerate(completion[:length]) if c), length)
+        rows.append((ids[:start], ids[start:length]))
+    return rows
+
+
+class PromptGroupSampler(torch.utils.data.Sampler[int]):
+    """A random order of the rows in which the rows of one prompt come together: the prompts are shuffled, each
+    prompt's rows follow one another (in random order), so a batch holds whole groups, which the shared-prompt layout
+    runs through one copy of the prompt. A new order each epoch; the first from ``seed``."""
+
+    def __init__(self, prompts: Sequence[Any], seed: int = 0):
+        groups: dict[Any, list[int]] = {}
+        for index, prompt in enumerate(prompts):
+            groups.setdefault(prompt, []).append(index)
+        self.groups = list(groups.values())
+        self.num_rows = len(prompts)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __iter__(self):
+        for group in torch.randperm(len(self.groups), generator=self.generator).tolist():
+            rows = self.groups[group]
+            yield from (rows[i] for i in torch.randperm(len(rows), generator=self.generator).tolist())
