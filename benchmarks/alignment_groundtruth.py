@@ -374,13 +374,13 @@ def run_seed(
     return results
 
 
-def summarise(per_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation over seeds of each label's metrics."""
+def summarise(per_seed: dict[int, dict[str, dict[str, Any]]], metrics=METRICS) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation over seeds of each label's ``metrics``."""
     labels = next(iter(per_seed.values()))
     summary = {}
     for label in labels:
         summary[label] = {}
-        for metric in METRICS:
+        for metric in metrics:
             values = [per_seed[seed][label][metric] for seed in per_seed]
             summary[label][metric] = statistics.fmean(values)
             summary[label][f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -44,6 +44,7 @@ from benchmarks.alignment_groundtruth import (  # noqa: E402
     evaluate,
     pretrain,
     sample_answer,
+    summarise,
     split_prompts,
     train,
 )
@@ -69,6 +70,9 @@ METHODS: dict[str, dict[str, Any]] = {  # label -> baselines method, the data fo
     "ulma_soft": {"method": "ulma", "data": "soft", "score_type": "binary"},
     "ulma_scores": {"method": "ulma", "data": "soft", "score_type": "continuous"},
     "ulma_paper": {"method": "ulma", "data": "soft", **PAPER, "preference_balance": None},
+    # each prompt's own mean score as the baseline (6 rated answers per training prompt)
+    "pointwise_dpo_scores_prompt": {"method": "pointwise_dpo", "data": "soft", "score_baseline": "prompt"},
+    "ulma_scores_prompt": {"method": "ulma", "data": "soft", "score_baseline": "prompt"},
 }
 METRICS = {
     "harm_rate": "harm (lower)",
@@ -181,17 +185,6 @@ def tune(methods, settings: Settings, workdir: Path, log=print) -> tuple[dict[st
     return rates, results
 
 
-def summarise(per_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    summary = {}
-    for label in next(iter(per_seed.values())):
-        summary[label] = {}
-        for metric in METRICS:
-            values = [per_seed[seed][label][metric] for seed in per_seed]
-            summary[label][metric] = statistics.fmean(values)
-            summary[label][f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-    return summary
-
-
 def share_rated(settings: Settings, seed: int = 0) -> dict[int, float]:
     """The share of training rows at each rating level."""
     rows = rated_rows(split_prompts(seed)[0], settings.per_prompt, seed + 1000)
@@ -205,6 +198,38 @@ def format_table(payload: dict[str, Any]) -> str:
         lines.append(f"| {label} | {payload['methods'][label]['learning_rate']} | " + " | ".join(cells) + " |")
     shares = ", ".join(f"{r}: {share:.0%}" for r, share in payload["rating_shares"].items())
     return "\n".join(lines) + f"\n\nTraining rows per rating (seed {payload['settings']['seeds'][0]}): {shares}."
+
+
+def plot(payload: dict[str, Any], path: Path) -> None:
+    """Per method, the mean change of the log-ratio by rating level (left) and harm against perplexity (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    colors = plt.get_cmap("tab20")
+    for i, (label, m) in enumerate(payload["summary"].items()):
+        style = "-" if label.startswith(("ulma", "pointwise")) else "--"
+        left.plot(LEVELS, [m[f"dlogp@{r}"] for r in LEVELS], style, marker="o", label=label, color=colors(i))
+        right.errorbar(
+            m["perplexity"], m["harm_rate"], xerr=m["perplexity_std"], yerr=m["harm_rate_std"], fmt="o", color=colors(i)
+        )
+        right.annotate(label, (m["perplexity"], m["harm_rate"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    left.axhline(0, color="grey", linewidth=0.8)
+    left.set(
+        xlabel="rating of the held-out answer",
+        ylabel="mean change of log pi - log pi_ref per token",
+        title="How far each rating level moved (mean over seeds)",
+    )
+    left.legend(fontsize=7)
+    right.set(
+        xlabel="perplexity of good answers (lower is better)",
+        ylabel="harm rate (lower is better)",
+        title="Harm against perplexity (± std over seeds)",
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -239,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "world": {"harm_boost": HARM_BOOST, "mean_rating": MEAN_RATING, "rater_noise": RATER_NOISE},
         "rating_shares": share_rated(settings, settings.seeds[0]),
         "methods": methods,
-        "summary": summarise(per_seed),
+        "summary": summarise(per_seed, METRICS),
         "per_seed": {str(seed): results for seed, results in per_seed.items()},
         "tuning": {"seed": TUNING_SEED, "results": tuning},
         "seconds": time.perf_counter() - start,
@@ -250,7 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2) + "\n")
     output.with_suffix(".md").write_text(table + "\n")
-    print(f"wrote {output} and {output.with_suffix('.md')} ({payload['seconds']:.0f}s)")
+    plot(payload, output.with_suffix(".png"))
+    print(f"wrote {output} and its .md and .png ({payload['seconds']:.0f}s)")
     return payload
 
 

@@ -219,3 +219,30 @@ def test_the_embedded_default_job_runs(tmp_path, capsys):
     assert "smollm2-135m-instruct: 444 training rows" in printed and "held-out rows: 96" in printed
     assert "implicit reward accuracy" in printed
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 30
+
+
+def test_a_score_file_trains_with_the_baseline_and_scale_by_default(model_dir, tmp_path, capsys, caplog):
+    """A `score` column (e.g. from `ratings_to_scores`): continuous targets centred on the mean score and scaled to
+    beta / std, as the defaults promise; the flags reach the config."""
+    import logging
+
+    parsed = _parser("pointwise-dpo", _defaults("pointwise-dpo", set())).parse_args_and_config([])
+    assert (parsed[1].score_baseline, parsed[1].score_scale, parsed[1].layout) == ("mean", "auto", "shared_prompt")
+    rows = toy_rows(16)
+    for i, row in enumerate(rows):
+        row["score"] = 1.0 if row.pop("label") else [0.0, 0.25, 0.5][i % 3]
+    data = write_jsonl(tmp_path / "ratings.jsonl", rows)
+    with caplog.at_level(logging.INFO):
+        code = main(["pointwise-dpo", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir",
+                     str(tmp_path / "out"), *FAST])
+    assert code == 0
+    scores = [row["score"] for row in rows]
+    mean = sum(scores) / len(scores)
+    std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
+    assert f"baseline score {mean:.4f}, log_z = {0.1 / std * mean:.4f}, score_scale = {0.1 / std:.4f}" in caplog.text
+    paper = ["--score_baseline", "none", "--score_scale", "1.0", "--max_steps", "1"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main(["pointwise-dpo", "--model_name_or_path", model_dir, "--dataset_name", str(data),
+                     "--output_dir", str(tmp_path / "paper"), *FAST, *paper]) == 0
+    assert "baseline score" not in caplog.text

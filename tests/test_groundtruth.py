@@ -136,3 +136,37 @@ def test_hh_study_compares_against_the_base_model():
     assert metrics["negative_logp_change"] == pytest.approx(-0.35)  # -0.5 and -0.2
     assert metrics["perplexity_chosen"] == pytest.approx(math.exp(2.5))
     assert metrics["pair_accuracy"] == 0.5  # pair 0: +0.5 > -0.5; pair 1: -0.5 < -0.2
+
+
+def test_ratings_world():
+    import ratings_groundtruth as rg
+
+    assert rg.harmful_steps(" steal the chain then never burn the seat then hit the wheel .") == 2
+    rows = rg.rated_rows(gt.split_prompts(0)[0], 6, 1000)
+    assert {row["rating"] for row in rows} == {1, 2, 3, 4, 5}
+    share = sum(row["rating"] >= rg.POSITIVE_AT for row in rows) / len(rows)
+    assert 0.25 <= share <= 0.4  # unbalanced, as the benchmark promises
+    forms = {form: rg.as_form(rows[:3], form) for form in ("labels", "soft", "ratings")}
+    rating = rows[0]["rating"]
+    assert forms["labels"][0]["label"] == (rating >= 4)
+    assert forms["soft"][0]["score"] == (1.0 if rating >= 4 else (rating - 1) / 4)
+    assert forms["ratings"][0]["score"] == float(rating)
+    weights = rg._class_weights([{"label": True}, {"label": False}, {"label": False}, {"label": False}])
+    assert weights == {"desirable_weight": 3.0, "undesirable_weight": 1.0}
+
+
+@pytest.mark.slow
+def test_short_ratings_run_pushes_one_star_answers_below_the_reference(tmp_path):
+    """At the package defaults, ULMA and point-wise DPO trained on scores lower one-star answers relative to the
+    reference, more than five-star ones; the paper's continuous loss barely moves them."""
+    import ratings_groundtruth as rg
+
+    argv = ["--methods", "ulma_scores", "pointwise_dpo_scores", "pointwise_dpo_paper", "--seeds", "0",
+            "--learning_rates", "1e-3", "--pretrain_steps", "300", "--steps", "30", "--workdir", str(tmp_path / "w"),
+            "--output", str(tmp_path / "ratings.json")]
+    summary = rg.main(argv)["summary"]
+    for label in ("ulma_scores", "pointwise_dpo_scores"):
+        assert summary[label]["dlogp@1"] < -0.1
+        assert summary[label]["dlogp@1"] < summary[label]["dlogp@3"] < summary[label]["dlogp@5"]
+    assert abs(summary["pointwise_dpo_paper"]["dlogp@1"]) < 0.1
+    assert (tmp_path / "ratings.png").stat().st_size > 10_000

@@ -8,23 +8,12 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 
-from trl_ulma import (
-    PointwiseDPOConfig,
-    PointwiseDPOTrainer,
-    ULMAConfig,
-    ULMATrainer,
-    UnlikelihoodConfig,
-    UnlikelihoodTrainer,
-)
+from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
 from trl_ulma.layout import PromptGroupSampler
-from trl_ulma.testing import toy_rows
+from trl_ulma.testing import toy_rows, trainer_classes
 
 
-TRAINERS = {
-    "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig),
-    "ulma": (ULMATrainer, ULMAConfig),
-    "unlikelihood": (UnlikelihoodTrainer, UnlikelihoodConfig),
-}
+TRAINERS = trainer_classes()
 
 
 def rows(score_type: str) -> Dataset:
@@ -67,6 +56,8 @@ CASES = [
     ("ulma", "continuous", {"sft_loss_type": "token_nll"}),
     ("ulma", "binary", {"peft": True, "precompute_ref_log_probs": True}),
     ("unlikelihood", "binary", {"unlikelihood_form": "token"}),
+    ("ulma", "binary", {"max_length": 20}),  # completions cut: the prompt is still shared, kept once
+    ("pointwise_dpo", "binary", {"max_length": 20, "truncation_mode": "keep_end"}),  # prompts cut differently
 ]
 
 

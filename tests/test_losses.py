@@ -830,3 +830,13 @@ def test_targets_hand_values():
     assert baseline_offset(0.0, "binary", 1.0) == pytest.approx(math.log(1e-3 / (1 - 1e-3)))  # kept finite
     assert baseline_offset(0.2, "continuous", 3.0) == pytest.approx(0.6)
     assert prompt_baselines([1.0, 0.0, 5.0], ["a", "a", "b"], 2.0) == pytest.approx([1.0, 1.0, 2.0])
+
+
+def test_loss_weighted_mean():
+    from trl_ulma.targets import loss_weighted_mean
+
+    scores = [0.0, 0.25, 0.5, 1.0]
+    assert loss_weighted_mean(scores, 1.0, "mean") == pytest.approx(0.4375)
+    assert loss_weighted_mean(scores, 1.0, "per_group") == pytest.approx((1.0 + 0.25) / 2)
+    assert loss_weighted_mean([1.0, 0.0, 0.0, 0.0], 1.0, "per_group") == 0.5  # labels: 0.5 whatever the share
+    assert loss_weighted_mean([0.0, 0.5], 1.0, "per_group") == 0.25  # one group: its mean

@@ -545,6 +545,16 @@ def test_unbalanced_labels_warn_with_the_fix(trainer_class, config_class, overri
         assert "score_baseline='mean'" in caplog.text and "reduction='per_group'" in caplog.text
 
 
+def test_per_group_reduction_keeps_labels_at_the_papers_log_z(model_dir, tokenizer, make_args):
+    """Each group weighing half, an uninformed fit of labels lands at 0.5 whatever the share of positives: log_z
+    stays 0 (ULMA's default, and point-wise DPO with reduction="per_group")."""
+    for trainer_class, config_class, overrides in ((ULMATrainer, ULMAConfig, {}),
+                                                   (PointwiseDPOTrainer, PointwiseDPOConfig, {"reduction": "per_group"})):
+        trainer = trainer_class(model=model_dir, args=make_args(config_class, **overrides),
+                                train_dataset=unbalanced_rows(), processing_class=tokenizer)
+        assert trainer._log_z == 0.0
+
+
 def test_balanced_labels_do_not_warn_and_keep_the_papers_log_z(model_dir, tokenizer, make_args, caplog):
     import logging
 
@@ -567,8 +577,10 @@ def scored_rows(scores: list[float], prompts: list[int] | None = None) -> Datase
 @pytest.mark.parametrize("trainer_class, config_class", [(PointwiseDPOTrainer, PointwiseDPOConfig),
                                                           (ULMATrainer, ULMAConfig)])
 def test_continuous_scores_are_centred_and_scaled(trainer_class, config_class, model_dir, tokenizer, make_args):
-    """Defaults on scores 0, 0.25, 0.5, 1, 1: scale = beta / std, log_z = scale * mean; at the reference the
-    point-wise DPO loss is then mean (scale * (z - mean))^2 = beta^2 exactly."""
+    """Defaults on scores 0, 0.25, 0.5, 1, 1: scale = beta / std, log_z = scale * baseline, the baseline being the
+    mean as the loss weighs the rows (point-wise DPO: over all rows; ULMA's per-group reduction: halfway between the
+    positives' mean 1 and the negatives' 0.25). At the reference the point-wise DPO loss is then
+    mean (scale * (z - mean))^2 = beta^2 exactly."""
     scores = [0.0, 0.25, 0.5, 1.0, 1.0]
     mean = sum(scores) / 5
     std = math.sqrt(sum((s - mean) ** 2 for s in scores) / 5)
@@ -576,7 +588,8 @@ def test_continuous_scores_are_centred_and_scaled(trainer_class, config_class, m
     trainer = trainer_class(model=model_dir, args=args, train_dataset=scored_rows(scores), processing_class=tokenizer)
     assert trainer.score_type == "continuous"
     assert trainer._score_scale == pytest.approx(0.2 / std, rel=1e-12)
-    assert trainer._log_z == pytest.approx(0.2 / std * mean, rel=1e-12)
+    baseline = mean if trainer_class is PointwiseDPOTrainer else (1.0 + 0.25) / 2
+    assert trainer._log_z == pytest.approx(0.2 / std * baseline, rel=1e-12)
     if trainer_class is PointwiseDPOTrainer:
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(5)])
         trainer.model.train()

@@ -38,11 +38,13 @@ class PointwiseDPOConfig(DPOConfig):
             The baseline (`score_baseline`) is added to it.
         score_baseline (`str`, *optional*, defaults to `"mean"`):
             The score an answer must beat to be raised above the reference, i.e. the estimate of beta * log Z(x)
-            (`trl_ulma.targets`): `"mean"`, the training set's mean score (for labels, the share of positives: log_z
-            then holds the prior log-odds, so unbalanced labels do not pull every answer one way); `"prompt"`, the
-            mean score of each prompt's own rows (with the overall mean counted as one more row), the overall mean
-            for a prompt rated once; a number, in score units; or `"none"`, the paper's (baseline 0 for scores, 0.5
-            for labels). On balanced labels `"mean"` is the paper's log_z = 0.
+            (`trl_ulma.targets`). `"mean"`: the training set's mean score as the loss weighs the rows, i.e. where an
+            uninformed fit lands. With `reduction="mean"` that is the mean over all rows, so for labels log_z holds
+            the prior log-odds and unbalanced labels do not pull every answer one way; with `"per_group"`, halfway
+            between the two groups' means (0.5 for labels: log_z = 0). `"prompt"`: the mean score of each prompt's
+            own rows (with the overall mean counted as one more row), the overall mean for a prompt rated once. A
+            number, in score units. `"none"`: the paper's (baseline 0 for scores, 0.5 for labels). On balanced
+            labels `"mean"` is the paper's log_z = 0.
         score_scale (`str`, *optional*, defaults to `"auto"`):
             Continuous scores: the reward of a score z is `score_scale * z`. `"auto"`: beta / std(training scores),
             so one standard deviation asks for one nat of log-ratio (per token with `length_normalize`); a number as

@@ -31,7 +31,7 @@ from .layout import PromptGroupSampler, build_layout, rows_from_batch, supports_
 from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, reduce_groups, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
-from .targets import baseline_offset, prompt_baselines, resolve_scale, score_std
+from .targets import baseline_offset, loss_weighted_mean, prompt_baselines, resolve_scale, score_std
 
 
 logger = get_logger(__name__)
@@ -274,7 +274,8 @@ class PointwiseDPOTrainer(DPOTrainer):
                 f"positive_threshold={self.positive_threshold}): {type(self).__name__} {self._degenerate_note(missing)}",
                 main_process_only=True,
             )
-        self._mean_score, self._score_std = sum(scores) / rows, score_std(scores)
+        self._mean_score = loss_weighted_mean(scores, self.positive_threshold, self.reduction)
+        self._score_std = score_std(scores)
         self._score_scale, self._log_z = 1.0, self.log_z
         if not self._fits_reward:
             return
@@ -294,7 +295,8 @@ class PointwiseDPOTrainer(DPOTrainer):
                 self.eval_dataset = {name: self._add_row_log_z(d) for name, d in self.eval_dataset.items()}
             elif self.eval_dataset is not None:
                 self.eval_dataset = self._add_row_log_z(self.eval_dataset)
-        log_odds = baseline_offset(self._mean_score, "binary", 1.0)
+        prior = sum(scores) / rows
+        log_odds = baseline_offset(prior, "binary", 1.0)
         if (
             self._logistic_on_every_row
             and self.score_type == "binary"
@@ -305,9 +307,10 @@ class PointwiseDPOTrainer(DPOTrainer):
         ):
             logger.warning(
                 f"Unbalanced labels: {positives} of {rows} training rows are positive (mean label "
-                f"{self._mean_score:.2f}). With score_baseline='none' and log_z=0 the logistic fit pulls every "
-                f"implicit reward toward the prior log-odds {log_odds:+.2f}, {'below' if log_odds < 0 else 'above'} the "
-                "reference for all completions alike, which the model reaches by moving what all answers share. Set "
+                f"{prior:.2f}). With score_baseline='none' and log_z=0 the logistic fit pulls every "
+                f"implicit reward toward the prior log-odds {log_odds:+.2f}, "
+                f"{'below' if log_odds < 0 else 'above'} the reference for all completions alike, which the model "
+                "reaches by moving what all answers share. Set "
                 "score_baseline='mean' (log_z at the prior log-odds) or reduction='per_group' (each group weighted "
                 "equally).",
                 main_process_only=True,

@@ -71,3 +71,14 @@ def prompt_baselines(scores: Sequence[float], prompts: Sequence[Hashable], mean:
         total[0] += score
         total[1] += 1
     return [(totals[p][0] + mean) / (totals[p][1] + 1) if totals[p][1] > 1 else mean for p in prompts]
+
+
+def loss_weighted_mean(scores: Sequence[float], positive_threshold: float, reduction: str) -> float:
+    """The mean score as the loss weighs the rows, i.e. where an uninformed fit of a constant lands: over all rows
+    (``reduction="mean"``), or halfway between the positives' and the negatives' means (``"per_group"``, each group
+    weighing half; for labels 0.5 whatever the share of positives). One group alone: its mean."""
+    positives = [s for s in scores if s >= positive_threshold]
+    negatives = [s for s in scores if s < positive_threshold]
+    if reduction == "per_group" and positives and negatives:
+        return (sum(positives) / len(positives) + sum(negatives) / len(negatives)) / 2
+    return sum(scores) / len(scores)

@@ -98,3 +98,21 @@ def save_tiny_model(directory: str | Path, hidden_size: int = 32, seed: int = 0)
     build_tiny_model(tokenizer, hidden_size, seed).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def trainer_classes() -> dict[str, tuple[type, type]]:
+    """The package's trainers by the names the tests use: name -> (trainer class, config class)."""
+    from trl_ulma import (
+        PointwiseDPOConfig,
+        PointwiseDPOTrainer,
+        ULMAConfig,
+        ULMATrainer,
+        UnlikelihoodConfig,
+        UnlikelihoodTrainer,
+    )
+
+    return {
+        "ulma": (ULMATrainer, ULMAConfig),
+        "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig),
+        "unlikelihood": (UnlikelihoodTrainer, UnlikelihoodConfig),
+    }

@@ -27,25 +27,13 @@ from datasets import Dataset
 from peft import LoraConfig
 from transformers import PreTrainedTokenizerFast, TrainerCallback, set_seed
 
-from trl_ulma import (
-    PointwiseDPOConfig,
-    PointwiseDPOTrainer,
-    ULMAConfig,
-    ULMATrainer,
-    UnlikelihoodConfig,
-    UnlikelihoodTrainer,
-)
-from trl_ulma.testing import toy_rows
+from trl_ulma.testing import toy_rows, trainer_classes
 
 
 # Labels of the rows in training order, 4 per global step: "+" positive, "-" negative
 ORDER = "++--" "++++" "+--+" "---+"
 STEPS = len(ORDER) // 4
-TRAINERS = {
-    "ulma": (ULMATrainer, ULMAConfig),
-    "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig),
-    "unlikelihood": (UnlikelihoodTrainer, UnlikelihoodConfig),
-}
+TRAINERS = trainer_classes()
 MODIFIERS = {"peft", "precompute", "resume", "accumulate", "eval", "nolog"}
 # Held-out labels, grouped as DPO pairs give them (all positives, then all negatives): 11 rows fill no whole batch
 EVAL_ROWS = "++++++-----"
@@ -69,7 +57,9 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def run_case(case: str, model: str, output_dir: Path, batch_size: int, eval_batch_size: int, layout: str | None) -> dict:
+def run_case(
+    case: str, model: str, output_dir: Path, batch_size: int, eval_batch_size: int, layout: str | None
+) -> dict:
     name, *modifiers = case.split("+")
     if name not in TRAINERS or not set(modifiers) <= MODIFIERS:
         raise ValueError(f"unknown case {case!r}")
