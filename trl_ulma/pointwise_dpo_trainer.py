@@ -345,7 +345,8 @@ class PointwiseDPOTrainer(DPOTrainer):
         for model in (self.model, self.ref_model):
             if model is None:
                 continue
-            fits, why = supports_packed_layout(model, self.args.max_length)
+            # A DeepSpeed engine's own `config` is DeepSpeed's: look at the model inside
+            fits, why = supports_packed_layout(self.accelerator.unwrap_model(model), self.args.max_length)
             if not fits:
                 logger.warning(f"layout={self.layout!r} falls back to padded batches: {why}.", main_process_only=True)
                 return "padded"
