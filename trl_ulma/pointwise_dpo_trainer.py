@@ -27,7 +27,7 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, global_then_local_main_first, pad, use_adapter
 
 from .data import column_names, infer_score_type, to_pointwise
-from .layout import PromptGroupSampler, build_layout, rows_from_batch, supports_packed_layout
+from .layout import PromptGroupSampler, build_layout, rows_from_batch, supports_packed_layout, truncate_row
 from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, reduce_groups, sequence_logps
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
@@ -81,11 +81,9 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
             raise ValueError(f"`truncation_mode` must be 'keep_start' or 'keep_end', got {self.truncation_mode!r}.")
         ids, completion_masks = [], []
         for example in examples:
-            sequence = example["prompt_ids"] + example["completion_ids"]
-            mask = [0] * len(example["prompt_ids"]) + [1] * len(example["completion_ids"])
-            if self.max_length is not None and len(sequence) > self.max_length:
-                keep = slice(None, self.max_length) if self.truncation_mode == "keep_start" else slice(-self.max_length, None)
-                sequence, mask = sequence[keep], mask[keep]
+            sequence, mask = truncate_row(
+                example["prompt_ids"], example["completion_ids"], self.max_length, self.truncation_mode
+            )
             ids.append(torch.tensor(sequence, dtype=torch.long))
             completion_masks.append(torch.tensor(mask, dtype=torch.long))
 
