@@ -18,7 +18,10 @@ from trl_ulma.evaluation import (
     batch_completion_logps,
     format_table,
     generate,
+    pair_accuracy,
+    pair_indices,
     perplexity,
+    perplexity_of,
     toxicity_rate,
     win_rate,
     write_report,
@@ -81,6 +84,32 @@ def test_win_rate_counts_ties_half():
         win_rate([1.0, 2.0], [1.0])
 
 
+def test_pairs_within_a_prompt_better_against_worse():
+    rows = [
+        {"prompt": "a", "score": 1.0},
+        {"prompt": "b", "score": 0.0},
+        {"prompt": "a", "score": 0.0},
+        {"prompt": "a", "score": 0.5},
+        {"prompt": "b", "score": 1.0},
+        {"prompt": "c", "score": 1.0},  # alone: no pair
+        {"prompt": [{"role": "user", "content": "a"}], "score": 0.0},  # messages are another prompt than the text "a"
+    ]
+    assert sorted(pair_indices(rows)) == [(0, 2), (0, 3), (3, 2), (4, 1)]
+
+
+def test_pair_accuracy_counts_ties_half():
+    pairs = [(0, 2), (0, 3), (3, 2), (4, 1)]
+    gains = [0.5, -1.0, 0.0, 0.0, -2.0]  # 0 > 2 yes; 0 > 3 yes; 3 = 2 tie; 4 > 1 no
+    assert pair_accuracy(gains, pairs) == (1 + 1 + 0.5 + 0) / 4
+    assert pair_accuracy([0.0] * 5, pairs) == 0.5  # the base model against itself
+    with pytest.raises(ValueError, match="No pairs"):
+        pair_accuracy(gains, [])
+
+
+def test_perplexity_of_summed_log_probs():
+    assert perplexity_of([(-2.0, 2), (-4.0, 1)]) == pytest.approx(math.exp(6 / 3))
+
+
 def test_toxicity_rate():
     assert toxicity_rate(["a", "b", "c"], lambda texts: [0.2, 0.5, 0.9]) == pytest.approx(2 / 3)
 
@@ -138,12 +167,13 @@ def test_write_report(tmp_path, monkeypatch):
     results = {"sft": {"perplexity": 2.0, "win_rate": 0.5}, "ulma": {"perplexity": 1.5, "win_rate": 0.75}}
     curves = {"sft": ("loss", [(1, 2.0), (2, 1.0)]), "ulma": ("loss", [(1, 3.0), (2, 1.5)])}
     pytest.importorskip("matplotlib")
-    files = write_report(tmp_path, results, curves, ["a note"])
+    files = write_report(tmp_path, results, curves, ["a note"], {"judge": {"pair_accuracy": 0.625}})
     assert set(files) == {"table", "json", "plot"}
     assert Path(files["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Path(files["table"]).read_text() == format_table(results) + "\n\n- a note\n"
     saved = json.loads(Path(files["json"]).read_text())
     assert saved["results"] == results and saved["notes"] == ["a note"]
+    assert saved["judge"] == {"pair_accuracy": 0.625}
     assert saved["curves"]["ulma"] == {"key": "loss", "points": [[1, 3.0], [2, 1.5]]}
 
     def no_matplotlib(*args):

@@ -13,6 +13,7 @@ from trl_ulma import experiment
 from trl_ulma.baselines import prompt_key
 from trl_ulma.experiment import (
     METHODS,
+    Experiment,
     load_config,
     load_rows,
     reference_answers,
@@ -104,10 +105,23 @@ def test_load_rows_from_files(tmp_path):
         load_rows({"source": "hub"})
 
 
-@pytest.mark.parametrize("name", ["tiny", "hh-harmless-small", "golden-style"])
+@pytest.mark.parametrize("name", ["tiny", "hh-harmless-small", "golden-style", "hh-harmless-cpu"])
 def test_shipped_configs_are_valid(name):
     config = load_config(EXPERIMENTS / f"{name}.yaml")
-    assert set(config["methods"]) == set(METHODS)  # every method of the comparison
+    runs = {experiment.method_of(name, overrides) for name, overrides in config["methods"].items()}
+    if name == "hh-harmless-cpu":  # every method but reward model + RLOO, too slow for its 90 minutes on 2 cores
+        assert runs == set(METHODS) - {"reward_model", "rlhf"}
+        paper = config["methods"]["ulma_paper"]  # the paper's exact ULMA beside the default
+        assert paper == {
+            "method": "ulma",
+            "beta": 0.1,
+            "score_baseline": "none",
+            "score_scale": 1.0,
+            "preference_balance": None,
+        }
+        assert config["data"]["judge_prompts"] > 0 and config["data"]["eval_prompts"] >= 100
+    else:
+        assert runs == set(METHODS)  # every method of the comparison
 
 
 def test_config_errors(tmp_path):
@@ -120,17 +134,78 @@ def test_config_errors(tmp_path):
     model = {"tiny": {}}
     check({"model": model, "epochs": 3}, r"Unknown config keys \['epochs'\]")
     check({"model": model, "methods": {"ppo": {}}}, r"Unknown methods \['ppo'\]")
+    check({"model": model, "methods": {"paper": {"method": "ppo"}}}, r"Unknown methods \['ppo'\]")
+    check({"model": model, "methods": {"dpo": {"method": "ulma"}}}, r"`methods.dpo`: a method's own name")
+    check({"model": model, "methods": {"rm": {"method": "reward_model"}}}, "the reward model has no variants")
     check({"model": model, "methods": {"rlhf": {}}}, "select both")
+    check({"model": model, "methods": {"online": {"method": "rlhf"}}}, "select both")
+    check(
+        {"model": model, "methods": {"ulma": {"bta": 0.1}}}, r"`methods.ulma`: \['bta'\] are not fields of ULMAConfig"
+    )
+    check({"model": model, "judge": {"lr": 1.0}}, r"`judge`: \['lr'\] are not fields of RewardConfig")
     check({"model": model, "training": {"learning_rat": 1.0}}, "fields of no method's TRL config")
+    check({"model": model, "data": {"judge_prompts": 0}}, "judge_prompts` must be positive")
     check({"model": {"tiny": {}, "path": "x"}}, "exactly one of")
     check({"model": model, "evaluation": {"max_tokens": 3}}, r"Unknown `evaluation` keys \['max_tokens'\]")
+
+
+def test_judge_trains_on_its_own_prompts_and_variants_run_their_method(tmp_path, monkeypatch):
+    config = {
+        "model": {"tiny": {"hidden_size": 32}},
+        "output_dir": str(tmp_path / "run"),
+        "data": {"source": "toy", "rows": 40, "eval_prompts": 4, "judge_prompts": 6, "seed": 0},  # 20 prompts
+        "training": {"max_steps": 1, "learning_rate": 1e-3},
+        "methods": {"ulma_paper": {"method": "ulma", "beta": 0.5}, "ulma": {}, "base": {}, "sft": {}},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    seen = {}
+    for method, (_, config_class) in list(experiment.TRAINERS.items()):
+
+        def record(model, rows, output_dir, _method=method, **kwargs):
+            Path(output_dir).mkdir(parents=True)
+            seen[Path(output_dir).name] = (_method, prompts(rows), kwargs)
+
+        monkeypatch.setitem(experiment.TRAINERS, method, (record, config_class))
+    run = Experiment(path)
+    run.train()
+    assert list(seen) == ["sft", "ulma_paper", "ulma", "judge"]  # by method, then as configured; the judge last
+    assert seen["ulma_paper"][0] == seen["ulma"][0] == "ulma"
+    assert seen["ulma_paper"][2]["beta"] == 0.5 and "method" not in seen["ulma_paper"][2]
+    assert "beta" not in seen["ulma"][2]
+    train, judge, held_out = prompts(run.train_rows), prompts(run.judge_rows), prompts(run.eval_rows)
+    assert (len(train), len(judge), len(held_out)) == (10, 6, 4)
+    assert not train & judge and not train & held_out and not judge & held_out
+    assert seen["judge"][:2] == ("reward_model", judge) and seen["judge"][2]["seed"] == 1  # seeded apart
+    assert all(seen[name][1] == train for name in ("sft", "ulma", "ulma_paper"))
+    assert len(run.pairs) == 4  # a positive against a negative for each held-out prompt
+
+
+def test_clock_estimates_the_time_left_from_seconds_per_step(monkeypatch):
+    now = [10.0]
+    monkeypatch.setattr(experiment.time, "monotonic", lambda: now[0])
+    clock = experiment.Clock([100, 50, 50, 150], "of training")
+    assert clock.left() is None and clock.status() == "0.0 min elapsed"
+    now[0] = 130.0
+    clock.tick()  # 100 steps in 120 s: 1.2 s a step
+    assert clock.left() == pytest.approx(250 * 1.2)
+    assert clock.status() == "2.0 min elapsed, about 5.0 min of training left"
+    clock.tick(timed=False)  # skipped (found finished): says nothing of the speed
+    assert clock.left() == pytest.approx(200 * 1.2)
+    now[0] = 190.0
+    clock.tick()  # 50 steps in 60 s
+    assert clock.left() == pytest.approx(150 * 180 / 150)
+    unknown = experiment.Clock([10, -1])
+    now[0] = 200.0
+    unknown.tick()
+    assert unknown.left() is None  # a job of unknown length is still to run
 
 
 @pytest.mark.slow
 def test_tiny_experiment_end_to_end_and_resume(tmp_path, monkeypatch):
     result = run_experiment(EXPERIMENTS / "tiny.yaml", output_dir=tmp_path)
-    policies = [m for m in METHODS if m != "reward_model"]
-    metrics = ["perplexity", "judge_score", "win_rate"] + (
+    policies = [m for m in METHODS if m != "reward_model"] + ["ulma_paper"]
+    metrics = ["perplexity", "pair_accuracy", "judge_score", "win_rate_vs_base", "win_rate"] + (
         ["toxicity_rate"] if experiment.load_toxicity_classifier() else []
     )
     assert list(result["results"]) == policies
@@ -144,6 +219,28 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path, monkeypatch):
     assert not any("n/a" in line for line in table)
     assert json.loads(Path(result["files"]["json"]).read_text())["results"] == result["results"]
     assert Path(result["files"]["plot"]).stat().st_size > 0
+    assert result["results"]["base"]["pair_accuracy"] == result["results"]["base"]["win_rate_vs_base"] == 0.5
+
+    # Pair accuracy and win rate against the base model, by hand from the saved per-row log-probs and judge scores
+    held_out = Experiment(EXPERIMENTS / "tiny.yaml", output_dir=tmp_path).held_out
+    saved = {m: json.loads((tmp_path / m / experiment.EVALUATED).read_text())["details"] for m in ("base", "ulma")}
+    wins = []
+    for i, better in enumerate(held_out):
+        for j, worse in enumerate(held_out):
+            if prompt_key(better["prompt"]) == prompt_key(worse["prompt"]) and better["score"] > worse["score"]:
+                gain = [saved["ulma"]["row_logps"][k] - saved["base"]["row_logps"][k] for k in (i, j)]
+                wins.append(1.0 if gain[0] > gain[1] else 0.5 if gain[0] == gain[1] else 0.0)
+    assert len(wins) == 8  # one pair per held-out prompt
+    assert result["results"]["ulma"]["pair_accuracy"] == pytest.approx(sum(wins) / len(wins))
+    scores = saved["ulma"]["judge_scores"], saved["base"]["judge_scores"]
+    beat = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(*scores, strict=True)]
+    assert result["results"]["ulma"]["win_rate_vs_base"] == pytest.approx(sum(beat) / len(beat))
+    assert "over 8 prompts by up to about ±0.35 (a 95% binomial interval" in Path(result["files"]["table"]).read_text()
+    judge = json.loads(Path(result["files"]["json"]).read_text())["judge"]
+    assert judge["pairs"] == 8 and 0 <= judge["pair_accuracy"] <= 1
+    assert f"Its accuracy on the 8 held-out pairs (the better answer scored higher): {judge['pair_accuracy']:.3f}." in (
+        Path(result["files"]["table"]).read_text()
+    )
 
     # Re-run after losing ULMA's output: only ULMA is trained and evaluated again
     (tmp_path / "ulma" / experiment.FINISHED).unlink()
@@ -171,7 +268,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path, monkeypatch):
     trained.clear()
     bare = run_experiment(EXPERIMENTS / "tiny.yaml", output_dir=tmp_path)
     assert trained == []
-    assert all(sorted(values) == ["judge_score", "perplexity", "win_rate"] for values in bare["results"].values())
+    expected = ["judge_score", "pair_accuracy", "perplexity", "win_rate", "win_rate_vs_base"]
+    assert all(sorted(values) == expected for values in bare["results"].values())
     assert experiment.NO_TOXICITY_NOTE in bare["notes"]
     assert "toxicity" not in Path(bare["files"]["table"]).read_text().splitlines()[0]
 

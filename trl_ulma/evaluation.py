@@ -1,14 +1,17 @@
 """Held-out evaluation of the comparison: perplexity, a reward-model judge, win rate, toxicity; table, JSON and plot.
 
 Metrics, on a held-out split (prompts never seen in training):
-    perplexity      exp of the mean negative log-likelihood per token of the held-out positive completions (the
-                    paper's metric), prompts as context
-    judge_score     mean score, under a reward model trained on the training pairs (the judge), of each method's
-                    answers to the held-out prompts, generated with a fixed seed
-    win_rate        share of prompts where the judge scores the method's answer above the reference answer (the
-                    held-out positive), ties counting half
-    toxicity_rate   share of answers an offline classifier flags (probability >= 0.5); only when one is installed
-                    (`alt-profanity-check`: profanity and insults, a weak proxy for harm)
+    perplexity        exp of the mean negative log-likelihood per token of the held-out positive completions (the
+                      paper's metric), prompts as context
+    pair_accuracy     share of held-out pairs (a completion and a lower-scored one for the same prompt) whose better
+                      completion gained more log-prob than the worse one, from the base model to this one (ties half)
+    judge_score       mean score, under a reward model (the judge), of each method's answers to the held-out prompts,
+                      generated with a fixed seed
+    win_rate_vs_base  share of prompts where the judge scores the method's answer above the base model's (ties half)
+    win_rate          share of prompts where the judge scores the method's answer above the reference answer (the
+                      held-out positive), ties counting half
+    toxicity_rate     share of answers an offline classifier flags (probability >= 0.5); only when one is installed
+                      (`alt-profanity-check`: profanity and insults, a weak proxy for harm)
 """
 
 import json
@@ -23,13 +26,16 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl.data_utils import _tokenize, is_conversational
 from trl.trainer.utils import pad, selective_log_softmax
 
+from .data import prompt_key
 from .pointwise_dpo_trainer import DataCollatorForPointwisePreference
 from .preparation import add_eos, tokenize_row
 
 
 METRICS = {  # name: (label in the table, which way is better)
     "perplexity": ("perplexity", "lower"),
+    "pair_accuracy": ("pair accuracy", "higher"),
     "judge_score": ("judge score", "higher"),
+    "win_rate_vs_base": ("win rate vs base", "higher"),
     "win_rate": ("win rate vs reference", "higher"),
     "toxicity_rate": ("toxicity rate", "lower"),
 }
@@ -82,6 +88,7 @@ def completion_logps(
     as the trainers do (text completions end with EOS).
 
     A sequence longer than ``max_length`` loses its first tokens (the prompt's start), so the completion is scored.
+    Batches hold rows of similar length (less padding); the results are in the rows' order.
     """
     device = next(model.parameters()).device
     collate = DataCollatorForPointwisePreference(tokenizer.pad_token_id, max_length, truncation_mode="keep_end")
@@ -91,14 +98,21 @@ def completion_logps(
         if not is_conversational(row):
             row = add_eos(row, tokenizer.eos_token)
         examples.append(tokenize_row(row, tokenizer) | {"score": 0.0})  # the collator needs a score: unused here
-    scored = []
-    for start in range(0, len(examples), batch_size):
-        batch = {key: value.to(device) for key, value in collate(examples[start : start + batch_size]).items()}
+    scored: list[tuple[float, int]] = [(0.0, 0)] * len(examples)
+    for batch_rows in _by_length([len(e["prompt_ids"]) + len(e["completion_ids"]) for e in examples], batch_size):
+        batch = {key: value.to(device) for key, value in collate([examples[i] for i in batch_rows]).items()}
         sums, counts = batch_completion_logps(
             model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
         )
-        scored += zip(sums.tolist(), counts.tolist(), strict=True)
+        for i, pair in zip(batch_rows, zip(sums.tolist(), counts.tolist(), strict=True), strict=True):
+            scored[i] = pair
     return scored
+
+
+def _by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of ``batch_size``, longest first, so that each batch pads little."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def perplexity(
@@ -109,8 +123,27 @@ def perplexity(
     max_length: int | None = None,
 ) -> float:
     """Token-level perplexity of ``rows``' completions given their prompts (see `completion_logps`)."""
-    scored = completion_logps(model, tokenizer, rows, batch_size, max_length)
+    return perplexity_of(completion_logps(model, tokenizer, rows, batch_size, max_length))
+
+
+def perplexity_of(scored: Sequence[tuple[float, int]]) -> float:
+    """exp of the mean negative log-likelihood per token, from (summed log-prob, token count) per completion."""
     return math.exp(-sum(logp for logp, _ in scored) / sum(count for _, count in scored))
+
+
+def pair_indices(rows: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(better, worse) row indices: within each prompt, every row against every lower-``score``d one."""
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(prompt_key(row["prompt"]), []).append(index)
+    return [(i, j) for group in groups.values() for i in group for j in group if rows[i]["score"] > rows[j]["score"]]
+
+
+def pair_accuracy(values: Sequence[float], pairs: Sequence[tuple[int, int]]) -> float:
+    """Share of (better, worse) pairs where the better row's value is the higher; a tie counts half."""
+    if not pairs:
+        raise ValueError("No pairs to score: no held-out prompt has two completions with different scores.")
+    return win_rate([values[i] for i, _ in pairs], [values[j] for _, j in pairs])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -125,17 +158,18 @@ def _prompt_ids(tokenizer, prompt: Any, max_prompt_length: int) -> list[int]:
 def generate(
     model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings
 ) -> list[str]:
-    """One answer per prompt (text or messages), decoded without special tokens; reproducible from ``settings.seed``."""
+    """One answer per prompt (text or messages), decoded without special tokens; reproducible from ``settings.seed``.
+
+    Batches hold prompts of similar length (less padding); the answers are in the prompts' order.
+    """
     set_seed(settings.seed)
     device = next(model.parameters()).device
     stop = model.generation_config.eos_token_id
     stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
-    answers = []
-    for start in range(0, len(prompts), settings.batch_size):
-        ids = [
-            torch.tensor(_prompt_ids(tokenizer, p, settings.max_prompt_length))
-            for p in prompts[start : start + settings.batch_size]
-        ]
+    prompt_ids = [torch.tensor(_prompt_ids(tokenizer, p, settings.max_prompt_length)) for p in prompts]
+    answers = [""] * len(prompts)
+    for batch in _by_length([len(ids) for ids in prompt_ids], settings.batch_size):
+        ids = [prompt_ids[i] for i in batch]
         input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
         attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
         sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
@@ -148,7 +182,9 @@ def generate(
             eos_token_id=sorted(stop),
             **sampling,
         )
-        answers += tokenizer.batch_decode(output[:, input_ids.size(1) :], skip_special_tokens=True)
+        decoded = tokenizer.batch_decode(output[:, input_ids.size(1) :], skip_special_tokens=True)
+        for i, answer in zip(batch, decoded, strict=True):
+            answers[i] = answer
     return answers
 
 
@@ -183,17 +219,15 @@ class RewardJudge:
 
     @torch.no_grad()
     def score(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
-        scores = []
-        for start in range(0, len(prompts), self.batch_size):
-            ids = [
-                torch.tensor(self._ids(p, c))
-                for p, c in zip(
-                    prompts[start : start + self.batch_size], completions[start : start + self.batch_size], strict=True
-                )
-            ]
-            input_ids = pad(ids, padding_value=self.tokenizer.pad_token_id).to(self.model.device)
-            attention_mask = pad([torch.ones_like(i) for i in ids]).to(self.model.device)
-            scores += self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float().tolist()
+        """The judge's score of each (prompt, completion), in order (batched by length)."""
+        ids = [torch.tensor(self._ids(p, c)) for p, c in zip(prompts, completions, strict=True)]
+        scores = [0.0] * len(ids)
+        for batch in _by_length([len(i) for i in ids], self.batch_size):
+            input_ids = pad([ids[i] for i in batch], padding_value=self.tokenizer.pad_token_id).to(self.model.device)
+            attention_mask = pad([torch.ones_like(ids[i]) for i in batch]).to(self.model.device)
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float().tolist()
+            for i, score in zip(batch, logits, strict=True):
+                scores[i] = score
         return scores
 
 
@@ -228,26 +262,31 @@ def toxicity_rate(texts: Sequence[str], classify: Callable[[list[str]], list[flo
 def evaluate_model(
     model_path: str,
     tokenizer: PreTrainedTokenizerBase,
-    positives: Sequence[dict[str, Any]],
+    held_out: Sequence[dict[str, Any]],
     references: Sequence[dict[str, Any]],
     judge: RewardJudge,
     settings: GenerationSettings,
     toxicity: Callable[[list[str]], list[float]] | None = None,
     max_length: int | None = None,
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """The metrics of one causal LM, and its answers (prompt, answer, judge scores) for inspection.
+    positive_threshold: float = 1.0,
+) -> tuple[dict[str, float], list[dict[str, Any]], list[float]]:
+    """The metrics of one causal LM, its answers (prompt, answer, judge scores) and each held-out row's log-prob.
 
-    ``positives``: held-out positive rows (``prompt``, ``completion``) for perplexity. ``references``: one row per
-    held-out prompt with its reference answer (``prompt``, ``completion``), for the judge and the win rate;
-    ``reference_score``, the judge's score of the reference, is computed once by the caller and read from the rows.
+    ``held_out``: the held-out rows (``prompt``, ``completion``, ``score``); the positives (``score >=
+    positive_threshold``) give the perplexity, and every row's summed completion log-prob is returned, for
+    `pair_accuracy` against the base model's. ``references``: one row per held-out prompt with its reference answer
+    (``prompt``, ``completion``), for the judge and the win rate; ``reference_score``, the judge's score of the
+    reference, is computed once by the caller and read from the rows.
     """
     # float32 for every model: a base saved in bfloat16 and fine-tuned ones saved in float32 are scored alike
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(_device()).eval()
     prompts = [row["prompt"] for row in references]
     answers = [as_completion(p, a) for p, a in zip(prompts, generate(model, tokenizer, prompts, settings), strict=True)]
     scores = judge.score(prompts, answers)
+    scored = completion_logps(model, tokenizer, held_out, settings.batch_size, max_length)
+    positive = [pair for pair, row in zip(scored, held_out, strict=True) if row["score"] >= positive_threshold]
     metrics = {
-        "perplexity": perplexity(model, tokenizer, positives, settings.batch_size, max_length),
+        "perplexity": perplexity_of(positive),
         "judge_score": sum(scores) / len(scores),
         "win_rate": win_rate(scores, [row["reference_score"] for row in references]),
     }
@@ -258,7 +297,7 @@ def evaluate_model(
         {"prompt": row["prompt"], "answer": text, "judge_score": score, "reference_score": row["reference_score"]}
         for row, text, score in zip(references, texts, scores, strict=True)
     ]
-    return metrics, samples
+    return metrics, samples, [logp for logp, _ in scored]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -315,8 +354,9 @@ def write_report(
     results: dict[str, dict[str, float]],
     curves: dict[str, tuple[str, list[tuple[int, float]]]],
     notes: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write ``results.md`` (table and notes), ``results.json`` and, with matplotlib installed, ``results.png``.
+    """Write ``results.md`` (table and notes), ``results.json`` (+ ``extra``) and, with matplotlib, ``results.png``.
 
     Returns the paths written, by kind.
     """
@@ -334,6 +374,6 @@ def write_report(
         "results": results,
         "notes": notes,
         "curves": {m: {"key": k, "points": p} for m, (k, p) in curves.items()},
-    }
+    } | (extra or {})
     files["json"].write_text(json.dumps(payload, indent=2) + "\n")
     return {kind: str(path) for kind, path in files.items()}

@@ -1,10 +1,11 @@
 """The ULMA paper's comparison in one call: train every method on the same data, evaluate, write the table.
 
 `run_experiment(config_path)` reads a YAML config (see `experiments/*.yaml`), builds the point-wise data and splits it
-by prompt into train and held-out rows, trains each selected method from the same base model (`trl_ulma.baselines`),
-trains the judge (a reward model on the training pairs, seeded apart from the RLHF one), evaluates every policy on the
-held-out prompts (`trl_ulma.evaluation`) and writes ``results.md``, ``results.json`` and ``results.png`` to the run
-directory. Re-running resumes: a method whose finished output (and evaluation) exists for the same config and data is
+by prompt into train, judge-train (optional) and held-out rows, trains each selected method from the same base model
+(`trl_ulma.baselines`), trains the judge (a reward model on the judge-train pairs, or on the training pairs, seeded
+apart from the RLHF one), evaluates every policy on the held-out prompts (`trl_ulma.evaluation`) and writes
+``results.md``, ``results.json`` and ``results.png`` to the run directory. It logs each step with an estimate of the
+time left. Re-running resumes: a method whose finished output (and evaluation) exists for the same config and data is
 skipped; one whose config or data changed is trained again.
 
 Config keys:
@@ -13,10 +14,13 @@ Config keys:
                 `trl_ulma.default_models` name) or ``path:`` (a local Hugging Face folder)
     data        ``source``: ``toy`` (``rows``), ``hh`` (``path`` to raw Anthropic HH or Golden HH jsonl[.gz]) or
                 ``file`` (``path`` to json/jsonl[.gz] rows: point-wise, DPO pairs or KTO ``messages`` + ``label``);
-                ``eval_prompts`` (a count, or a fraction < 1), optional ``train_prompts`` cap, ``seed``; optional
+                ``eval_prompts`` (a count, or a fraction < 1), optional ``judge_prompts`` (the same, of the rest:
+                prompts whose rows train only the judge), optional ``train_prompts`` cap, ``seed``; optional
                 ``demonstrations`` (same keys as ``data``: better answers replacing the positives of their prompts)
     training    TRL config fields given to every method whose config has them (e.g. ``learning_rate``, ``max_length``)
-    methods     method name -> its own config fields, for the methods to run (``base`` is the untrained model; the
+    methods     run name -> its own config fields, for the methods to run; a name that is not a method's names it
+                with ``method:`` (e.g. ``ulma_paper: {method: ulma, score_baseline: none}``). ``base`` is the
+                untrained model; the
                 ``rlhf`` entry may set ``algorithm``: ``rloo``, the default, or ``ppo``: TRL 1.12's PPO in a separate
                 environment, ``ppo_python`` or ``$TRL_ULMA_PPO_PYTHON``, see `baselines.train_rlhf`; it takes only
                 `TrainingArguments` fields from ``training``, ``max_steps`` x batch being PPO's ``total_episodes``,
@@ -28,7 +32,9 @@ Relative paths are resolved from the working directory.
 
 import json
 import logging
+import math
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from functools import cached_property
@@ -52,7 +58,10 @@ from .evaluation import (
     completion_text,
     evaluate_model,
     load_toxicity_classifier,
+    pair_accuracy,
+    pair_indices,
     toxicity_rate,
+    win_rate,
     write_report,
 )
 from .pointwise_dpo_config import PointwiseDPOConfig
@@ -148,6 +157,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def method_of(name: str, overrides: dict[str, Any] | None) -> str:
+    """The method a ``methods`` entry runs: its ``method`` field, or its name."""
+    return (overrides or {}).get("method", name)
+
+
+def _check_fields(where: str, settings: dict[str, Any], config_class: type, extra: set[str]) -> None:
+    unknown = set(settings) - {f.name for f in fields(config_class)} - extra
+    if unknown:
+        raise ValueError(f"`{where}`: {sorted(unknown)} are not fields of {config_class.__name__}.")
+
+
 def load_config(config_path: str | Path) -> dict[str, Any]:
     """The YAML config, checked: known keys, methods and TRL fields, one base model, valid evaluation settings."""
     with open(config_path) as file:
@@ -156,15 +176,27 @@ def load_config(config_path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"Unknown config keys {sorted(unknown)}; known: {sorted(CONFIG_KEYS)}.")
     methods = config.setdefault("methods", {name: {} for name in METHODS})
-    unknown = set(methods) - set(METHODS)
+    unknown = {method_of(name, overrides) for name, overrides in methods.items()} - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; known: {list(METHODS)}.")
-    if "rlhf" in methods and "reward_model" not in methods:
+    for name, overrides in methods.items():
+        if method_of(name, overrides) != name and (name in METHODS or method_of(name, overrides) == "reward_model"):
+            raise ValueError(
+                f"`methods.{name}`: a method's own name runs that method, and the reward model has no variants."
+            )
+    for name, overrides in methods.items():
+        method, overrides = method_of(name, overrides), overrides or {}
+        if method in TRAINERS and not (method == "rlhf" and overrides.get("algorithm") == "ppo"):
+            _check_fields(f"methods.{name}", overrides, TRAINERS[method][1], {"method", "algorithm", "ppo_python"})
+    _check_fields("judge", config.get("judge") or {}, RewardConfig, {"model"})
+    if any(method_of(n, o) == "rlhf" for n, o in methods.items()) and "reward_model" not in methods:
         raise ValueError("`rlhf` trains against the `reward_model`: select both.")
     known = {f.name for _, config_class in TRAINERS.values() for f in fields(config_class)}
     unknown = set(config.get("training") or {}) - known
     if unknown:
         raise ValueError(f"`training` keys {sorted(unknown)} are fields of no method's TRL config.")
+    if not 0 < (config.get("data") or {}).get("judge_prompts", 1):
+        raise ValueError("`data.judge_prompts` must be positive: a count of prompts, or a fraction < 1 of them.")
     if len(set(config.get("model") or {}) & {"tiny", "name", "path"}) != 1:
         raise ValueError("`model` needs exactly one of `tiny`, `name` or `path`.")
     unknown = set(config.get("evaluation") or {}) - {f.name for f in fields(GenerationSettings)} - {"max_length"}
@@ -185,6 +217,11 @@ class Experiment:
         self.positive_threshold = config.get("positive_threshold", 1.0)
         self.run_dir = Path(output_dir or config.get("output_dir") or f"runs/{config.get('name', 'experiment')}")
         self.methods = config["methods"]
+        order = list(METHODS)  # training order: by method (the reward model before RLHF), then as configured
+        self.runs = {
+            name: (method_of(name, overrides), {k: v for k, v in (overrides or {}).items() if k != "method"})
+            for name, overrides in sorted(self.methods.items(), key=lambda item: order.index(method_of(*item)))
+        }
         self.training = config.get("training") or {}
         self.model_spec = config["model"]
         evaluation = dict(config.get("evaluation") or {})
@@ -197,17 +234,27 @@ class Experiment:
         if data.get("demonstrations"):
             rows, replaced = replace_positives(rows, load_rows(data["demonstrations"]), self.positive_threshold)
             self.notes.append(f"{replaced} positives replaced by demonstrations.")
+        seed, judge_prompts = data.get("seed", self.seed), data.get("judge_prompts")
         self.train_rows, self.eval_rows = split_by_prompt(
-            rows, data.get("eval_prompts", 0.1), data.get("seed", self.seed), data.get("train_prompts")
+            rows, data.get("eval_prompts", 0.1), seed, None if judge_prompts else data.get("train_prompts")
         )
+        self.judge_rows = self.train_rows
+        if judge_prompts:
+            self.train_rows, self.judge_rows = split_by_prompt(
+                self.train_rows, judge_prompts, seed, data.get("train_prompts")
+            )
         self.references = reference_answers(self.eval_rows, self.positive_threshold)
         if not self.references:
             raise ValueError("No held-out prompt has a positive answer to serve as the reference: hold out more.")
+        self.held_out = scored_rows(self.eval_rows).to_list()
+        self.pairs = pair_indices(self.held_out)
         self.data_fingerprint = _fingerprint(self.train_rows.to_list())
+        self.judge_fingerprint = _fingerprint(self.judge_rows.to_list()) if judge_prompts else self.data_fingerprint
         self.eval_fingerprint = _fingerprint(self.eval_rows.to_list())
+        judge = f", {len(self.judge_rows)} judge-training rows" if judge_prompts else ""
         self.notes.append(
-            f"Data: {len(self.train_rows)} training rows, {len(self.eval_rows)} held-out rows "
-            f"({len(self.references)} held-out prompts with a reference answer)."
+            f"Data: {len(self.train_rows)} training rows{judge}, {len(self.eval_rows)} held-out rows "
+            f"({len(self.references)} held-out prompts with a reference answer, {len(self.pairs)} held-out pairs)."
         )
 
     @cached_property
@@ -251,14 +298,27 @@ class Experiment:
             settings["positive_threshold"] = self.positive_threshold
         return settings | overrides
 
-    def _train(self, name: str, method: str, settings: dict[str, Any], model: str, depends: str | None = None) -> str:
-        """Train ``method`` into ``run_dir/name`` unless a finished output with the same fingerprint exists."""
+    def _train(
+        self,
+        name: str,
+        method: str,
+        settings: dict[str, Any],
+        model: str,
+        depends: str | None = None,
+        judge: bool = False,
+    ) -> tuple[str, bool]:
+        """Train ``method`` into ``run_dir/name`` unless a finished output with the same fingerprint exists.
+
+        ``judge``: on the judge-training rows instead of the training rows. Returns the fingerprint and whether it
+        trained.
+        """
         output_dir = self.run_dir / name
-        fingerprint = _fingerprint(method, model, self.model_spec, settings, self.data_fingerprint, depends)
+        rows, data = (self.judge_rows, self.judge_fingerprint) if judge else (self.train_rows, self.data_fingerprint)
+        fingerprint = _fingerprint(method, model, self.model_spec, settings, data, depends)
         finished = _read_json(output_dir / FINISHED)
         if finished and finished["fingerprint"] == fingerprint:
             logger.info(f"{name}: finished output found in {output_dir}, skipped")
-            return fingerprint
+            return fingerprint, False
         shutil.rmtree(output_dir, ignore_errors=True)
         logger.info(f"{name}: training {method} into {output_dir}")
         train, _ = TRAINERS[method]
@@ -266,28 +326,38 @@ class Experiment:
         if method == "rlhf":
             kwargs["reward_model"] = str(self.run_dir / "reward_model")
             kwargs["reward_processing_class"] = self.tokenizer()
-        train(model, self.train_rows, str(output_dir), processing_class=self.tokenizer(), **kwargs)
+        train(model, rows, str(output_dir), processing_class=self.tokenizer(), **kwargs)
         (output_dir / FINISHED).write_text(json.dumps({"method": method, "fingerprint": fingerprint}) + "\n")
-        return fingerprint
+        return fingerprint, True
 
     def train(self) -> dict[str, str]:
         """Train every selected method (then the judge); returns their fingerprints by name."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fingerprints = {"base": _fingerprint(self.model_path, self.model_spec)}
-        for method in TRAINERS:
-            if method in self.methods:
-                settings = self._settings(method, dict(self.methods[method] or {}))
+        jobs = [
+            (name, method, self._settings(method, over))
+            for name, (method, over) in self.runs.items()
+            if method != "base"
+        ]
+        jobs.append(("judge", "reward_model", self._judge_settings()))
+        clock = Clock([settings.get("max_steps", -1) for *_, settings in jobs], "of training")
+        for name, method, settings in jobs:
+            logger.info(f"[{clock.done + 1}/{len(jobs)}] {name} ({method}): {clock.status()}")
+            if name == "judge":
+                model = str((self.config.get("judge") or {}).get("model", self.model_path))
+                fingerprints[name], trained = self._train(name, method, settings, model, judge=True)
+            else:
                 depends = fingerprints.get("reward_model") if method == "rlhf" else None
-                fingerprints[method] = self._train(method, method, settings, self.model_path, depends)
-        fingerprints["judge"] = self.train_judge()
+                fingerprints[name], trained = self._train(name, method, settings, self.model_path, depends)
+            clock.tick(timed=trained)
+        logger.info(f"training done: {clock.status()}")
         return fingerprints
 
-    def train_judge(self) -> str:
-        judge = dict(self.config.get("judge") or {})
-        model = str(judge.pop("model", self.model_path))
+    def _judge_settings(self) -> dict[str, Any]:
+        judge = {key: value for key, value in (self.config.get("judge") or {}).items() if key != "model"}
         settings = self._settings("reward_model", dict(self.methods.get("reward_model") or {}))
         settings["seed"] = self.seed + 1  # apart from the reward model RLHF optimises
-        return self._train("judge", "reward_model", settings | judge, model)
+        return settings | judge
 
     # ---------------------------------------------------------------------------------------------------------------
     # Evaluation
@@ -302,68 +372,154 @@ class Experiment:
         scores = judge.score([row["prompt"] for row in references], [row["completion"] for row in references])
         for row, score in zip(references, scores, strict=True):
             row["reference_score"] = score
-        held_out_positives = positives(self.eval_rows, self.positive_threshold).to_list()
         toxicity = load_toxicity_classifier()
-
-        results = {}
-        for method in (m for m in METHODS if m in self.methods and m != "reward_model"):
-            path = self.model_path if method == "base" else str(self.run_dir / method)
-            results[method] = self._evaluate_one(
-                method, path, fingerprints, judge, references, held_out_positives, toxicity
+        judge_summary = {"pairs": len(self.pairs)}
+        if self.pairs:
+            held_out = judge.score(
+                [row["prompt"] for row in self.held_out], [row["completion"] for row in self.held_out]
             )
-        curves = {}
-        for method in (m for m in TRAINERS if m in self.methods):
-            key = CURVE_KEYS.get(method, "loss")
-            state = _read_json(self.run_dir / method / "trainer_state.json")
-            curves[method] = (key, [(entry["step"], entry[key]) for entry in state["log_history"] if key in entry])
-        notes = self.notes + self._evaluation_notes(references, toxicity)
-        files = write_report(self.run_dir, results, curves, notes)
-        return {"run_dir": str(self.run_dir), "results": results, "notes": notes, "files": files}
+            judge_summary["pair_accuracy"] = pair_accuracy(held_out, self.pairs)
 
-    def _evaluation_notes(self, references: list[dict[str, Any]], toxicity) -> list[str]:
+        policies = [name for name, (method, _) in self.runs.items() if method != "reward_model"]
+        clock = Clock([1] * len(policies), "of evaluation")
+        results, details = {}, {}
+        for name in policies:
+            logger.info(f"[{clock.done + 1}/{len(policies)}] evaluating {name}: {clock.status()}")
+            path = self.model_path if self.runs[name][0] == "base" else str(self.run_dir / name)
+            results[name], details[name], evaluated = self._evaluate_one(
+                name, path, fingerprints, judge, references, toxicity
+            )
+            clock.tick(timed=evaluated)
+        if "base" in details:
+            base = details["base"]
+            for name in policies:
+                if self.pairs:
+                    gains = [m - b for m, b in zip(details[name]["row_logps"], base["row_logps"], strict=True)]
+                    results[name]["pair_accuracy"] = pair_accuracy(gains, self.pairs)
+                results[name]["win_rate_vs_base"] = win_rate(details[name]["judge_scores"], base["judge_scores"])
+        curves = {}
+        for name, (method, _) in self.runs.items():
+            if method != "base":
+                key = CURVE_KEYS.get(method, "loss")
+                state = _read_json(self.run_dir / name / "trainer_state.json")
+                curves[name] = (key, [(entry["step"], entry[key]) for entry in state["log_history"] if key in entry])
+        notes = self.notes + self._evaluation_notes(references, toxicity, judge_summary)
+        files = write_report(self.run_dir, results, curves, notes, {"judge": judge_summary})
+        return {
+            "run_dir": str(self.run_dir),
+            "results": results,
+            "notes": notes,
+            "files": files,
+            "judge": judge_summary,
+        }
+
+    def _evaluation_notes(self, references: list[dict[str, Any]], toxicity, judge: dict[str, Any]) -> list[str]:
         reference = (
             f"Reference answers: judge score {sum(r['reference_score'] for r in references) / len(references):.3f}"
         )
         if toxicity is not None:
             rate = toxicity_rate([completion_text(row["completion"]) for row in references], toxicity)
             reference += f", toxicity rate {rate:.3f}"
+        trained_on = "the judge-training split" if self.judge_rows is not self.train_rows else "the training pairs"
+        accuracy = (
+            f" Its accuracy on the {judge['pairs']} held-out pairs (the better answer scored higher): "
+            f"{judge['pair_accuracy']:.3f}."
+            if "pair_accuracy" in judge
+            else ""
+        )
         notes = [
             reference + " (their win rate is 0.5 by definition).",
             TOXICITY_NOTE if toxicity is not None else NO_TOXICITY_NOTE,
             (
-                "Judge: a reward model trained on the training pairs only, seeded apart from the RLHF reward model; "
-                "`base` is the untrained base model."
+                f"Judge: a reward model trained on {trained_on} only, seeded apart from the RLHF reward model."
+                + accuracy
+                + " `base` is the untrained base model; pair accuracy is the share of held-out pairs whose better "
+                "answer gained more log-prob than the worse one from `base` to the method (ties, as for `base`, "
+                "count half)."
             ),
         ]
-        if "rlhf" in self.methods:
-            notes.append(rlhf_note((self.methods["rlhf"] or {}).get("algorithm", "rloo")))
+        half_width = 1.96 * math.sqrt(0.25 / len(references))
+        notes.append(
+            f"Chance alone moves a win rate near 0.5 over {len(references)} prompts by up to about ±{half_width:.2f} "
+            "(a 95% binomial interval; the same for pair accuracy over as many pairs): smaller differences do not "
+            "separate two methods."
+        )
+        for name, (method, overrides) in self.runs.items():
+            if method == "rlhf":
+                notes.append(rlhf_note(overrides.get("algorithm", "rloo")))
         return notes
 
-    def _evaluate_one(self, method, path, fingerprints, judge, references, held_out_positives, toxicity):
-        output_dir = self.run_dir / method
+    def _evaluate_one(self, name, path, fingerprints, judge, references, toxicity):
+        """One policy's metrics and per-item details (``judge_scores``, ``row_logps``), and whether it ran now."""
+        output_dir = self.run_dir / name
         output_dir.mkdir(exist_ok=True)
         fingerprint = _fingerprint(
-            fingerprints[method],
+            fingerprints[name],
             fingerprints["judge"],
             asdict(self.generation),
             self.max_length,
             self.eval_fingerprint,
+            self.positive_threshold,
             toxicity is not None,
         )
         cached = _read_json(output_dir / EVALUATED)
         if cached and cached["fingerprint"] == fingerprint:
-            logger.info(f"{method}: evaluation found, skipped")
-            return cached["metrics"]
-        logger.info(f"{method}: evaluating {path}")
-        metrics, samples = evaluate_model(
-            path, self.tokenizer(), held_out_positives, references, judge, self.generation, toxicity, self.max_length
+            logger.info(f"{name}: evaluation found, skipped")
+            return cached["metrics"], cached["details"], False
+        logger.info(f"{name}: evaluating {path}")
+        metrics, samples, row_logps = evaluate_model(
+            path,
+            self.tokenizer(),
+            self.held_out,
+            references,
+            judge,
+            self.generation,
+            toxicity,
+            self.max_length,
+            self.positive_threshold,
         )
         with open(output_dir / "samples.jsonl", "w") as file:
             file.writelines(json.dumps(sample) + "\n" for sample in samples)
+        details = {"judge_scores": [sample["judge_score"] for sample in samples], "row_logps": row_logps}
         (output_dir / EVALUATED).write_text(
-            json.dumps({"fingerprint": fingerprint, "metrics": metrics}, indent=2) + "\n"
+            json.dumps({"fingerprint": fingerprint, "metrics": metrics, "details": details}, indent=2) + "\n"
         )
-        return metrics
+        return metrics, details, True
+
+
+class Clock:
+    """Time elapsed and an estimate of the time left, at the mean seconds per step of the timed jobs so far.
+
+    ``steps``: each job's steps in order (<= 0: unknown, and no estimate while one is still to run).
+    """
+
+    def __init__(self, steps: list[int], what: str = ""):
+        self.steps, self.what, self.done, self.timed = steps, what, 0, []
+        self.start = self.last = time.monotonic()
+
+    def tick(self, timed: bool = True) -> None:
+        """One job done; ``timed``: it ran (a skipped job says nothing about speed)."""
+        now = time.monotonic()
+        if timed and self.steps[self.done] > 0:
+            self.timed.append((self.steps[self.done], now - self.last))
+        self.last, self.done = now, self.done + 1
+
+    def left(self) -> float | None:
+        """Seconds left; None when nothing is left, before a job is timed, or while a job to run has no known length."""
+        todo = self.steps[self.done :]
+        if not todo or not self.timed or any(steps <= 0 for steps in todo):
+            return None
+        return sum(todo) * sum(seconds for _, seconds in self.timed) / sum(steps for steps, _ in self.timed)
+
+    def status(self) -> str:
+        left = self.left()
+        what = f" {self.what}" if self.what else ""
+        estimate = f", about {_minutes(left)}{what} left" if left is not None else ""
+        return f"{_minutes(time.monotonic() - self.start)} elapsed{estimate}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
 
 
 def run_experiment(config_path: str | Path, output_dir: str | Path | None = None) -> dict[str, Any]:
