@@ -181,6 +181,14 @@ def test_judge_trains_on_its_own_prompts_and_variants_run_their_method(tmp_path,
     assert len(run.pairs) == 4  # a positive against a negative for each held-out prompt
 
 
+def test_judge_prompts_must_leave_training_prompts(tmp_path):
+    config = {"model": {"tiny": {}}, "data": {"source": "toy", "rows": 24, "eval_prompts": 2, "judge_prompts": 10}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"`data.judge_prompts=10` must leave training prompts: 10 are left after"):
+        Experiment(path)
+
+
 def test_clock_estimates_the_time_left_from_seconds_per_step(monkeypatch):
     now = [10.0]
     monkeypatch.setattr(experiment.time, "monotonic", lambda: now[0])

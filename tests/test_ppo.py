@@ -113,7 +113,7 @@ def test_ppo_trains_the_policy(model_dir, tokenizer, tmp_path, fast_settings):
 def test_tiny_experiment_with_ppo(tmp_path):
     config = yaml.safe_load((EXPERIMENTS / "tiny.yaml").read_text())
     config["model"] = {"tiny": {"hidden_size": 32, "seed": 0}}
-    config["data"] |= {"rows": 24, "eval_prompts": 2}
+    config["data"] |= {"rows": 24, "eval_prompts": 2, "judge_prompts": 4}
     config["training"] |= {"max_steps": 2, "per_device_train_batch_size": 4}
     config["methods"] = {"base": {}, "reward_model": {}, "rlhf": {"algorithm": "ppo", "response_length": 8}}
     config["evaluation"] |= {"max_new_tokens": 8}

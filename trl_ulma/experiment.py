@@ -240,9 +240,16 @@ class Experiment:
         )
         self.judge_rows = self.train_rows
         if judge_prompts:
-            self.train_rows, self.judge_rows = split_by_prompt(
-                self.train_rows, judge_prompts, seed, data.get("train_prompts")
-            )
+            try:
+                self.train_rows, self.judge_rows = split_by_prompt(
+                    self.train_rows, judge_prompts, seed, data.get("train_prompts")
+                )
+            except ValueError:
+                left = len({prompt_key(prompt) for prompt in self.train_rows["prompt"]})
+                raise ValueError(
+                    f"`data.judge_prompts={judge_prompts}` must leave training prompts: {left} are left after the "
+                    "held-out ones. Lower it, or `eval_prompts`."
+                ) from None
         self.references = reference_answers(self.eval_rows, self.positive_threshold)
         if not self.references:
             raise ValueError("No held-out prompt has a positive answer to serve as the reference: hold out more.")
