@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 from trl import RewardConfig, RewardTrainer
 
 from trl_ulma import evaluation
+from trl_ulma.baselines import pair_indices
 from trl_ulma.evaluation import (
     GenerationSettings,
     RewardJudge,
@@ -19,7 +20,6 @@ from trl_ulma.evaluation import (
     format_table,
     generate,
     pair_accuracy,
-    pair_indices,
     perplexity,
     perplexity_of,
     toxicity_rate,

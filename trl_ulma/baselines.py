@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,17 +106,20 @@ def positives(dataset: Dataset, positive_threshold: float = 1.0) -> Dataset:
     return rows.filter(lambda row: row["score"] >= positive_threshold).remove_columns("score")
 
 
+def pair_indices(rows: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(better, worse) row indices: within each prompt, every row against every lower-``score``d one."""
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(prompt_key(row["prompt"]), []).append(index)
+    return [(i, j) for group in groups.values() for i in group for j in group if rows[i]["score"] > rows[j]["score"]]
+
+
 def preference_pairs(dataset: Dataset) -> Dataset:
     """``prompt``, ``chosen``, ``rejected``: within each prompt, every completion against every lower-scored one."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in scored_rows(dataset):
-        groups.setdefault(prompt_key(row["prompt"]), []).append(row)
+    rows = scored_rows(dataset).to_list()
     pairs = [
-        {"prompt": better["prompt"], "chosen": better["completion"], "rejected": worse["completion"]}
-        for rows in groups.values()
-        for better in rows
-        for worse in rows
-        if better["score"] > worse["score"]
+        {"prompt": rows[i]["prompt"], "chosen": rows[i]["completion"], "rejected": rows[j]["completion"]}
+        for i, j in pair_indices(rows)
     ]
     if not pairs:
         raise ValueError("No prompt has two completions with different scores, so there is no preference pair.")

@@ -26,7 +26,6 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl.data_utils import _tokenize, is_conversational
 from trl.trainer.utils import pad, selective_log_softmax
 
-from .data import prompt_key
 from .pointwise_dpo_trainer import DataCollatorForPointwisePreference
 from .preparation import add_eos, tokenize_row
 
@@ -129,14 +128,6 @@ def perplexity(
 def perplexity_of(scored: Sequence[tuple[float, int]]) -> float:
     """exp of the mean negative log-likelihood per token, from (summed log-prob, token count) per completion."""
     return math.exp(-sum(logp for logp, _ in scored) / sum(count for _, count in scored))
-
-
-def pair_indices(rows: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
-    """(better, worse) row indices: within each prompt, every row against every lower-``score``d one."""
-    groups: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        groups.setdefault(prompt_key(row["prompt"]), []).append(index)
-    return [(i, j) for group in groups.values() for i in group for j in group if rows[i]["score"] > rows[j]["score"]]
 
 
 def pair_accuracy(values: Sequence[float], pairs: Sequence[tuple[int, int]]) -> float:

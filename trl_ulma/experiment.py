@@ -48,7 +48,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, TrainingArgumen
 from trl import DPOConfig, KTOConfig, RewardConfig, RLOOConfig, SFTConfig
 
 from . import baselines
-from .baselines import positives, rlhf_note, scored_rows
+from .baselines import pair_indices, positives, rlhf_note, scored_rows
 from .data import column_names, convert_to_pointwise, load_data, prompt_key, split_by_prompt
 from .evaluation import (
     NO_TOXICITY_NOTE,
@@ -59,7 +59,6 @@ from .evaluation import (
     evaluate_model,
     load_toxicity_classifier,
     pair_accuracy,
-    pair_indices,
     toxicity_rate,
     win_rate,
     write_report,
