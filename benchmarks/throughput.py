@@ -71,7 +71,7 @@ def hh_rows(tokenizer, pairs: int, hh_file: Path = HH_FILE, seed: int = 0) -> li
 
         from datasets import Dataset
 
-        from trl_ulma.data import hh_to_pairwise
+        from trl_ulma.formats import hh_to_pairwise
 
         with gzip.open(hh_file, "rt") as f:
             raw = [json.loads(line) for line in f]

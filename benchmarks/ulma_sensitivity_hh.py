@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from trl_ulma import ULMAConfig, ULMATrainer
-    from trl_ulma.data import hh_to_pointwise, load_data, split_by_prompt
+    from trl_ulma.data import split_by_prompt
+    from trl_ulma.files import load_data
+    from trl_ulma.formats import hh_to_pointwise
     from trl_ulma.default_models import DEFAULT_MODELS, default_model_path
 
     model = str(default_model_path(args.model)) if args.model in DEFAULT_MODELS else args.model

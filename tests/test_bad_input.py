@@ -8,7 +8,9 @@ from bad_input_cases import BEGIN, CASES, END, README, readme_with, run_case, ta
 from datasets import Dataset
 
 from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
-from trl_ulma.data import chat_template_arguments, convert_to_pointwise, load_data, to_pointwise
+from trl_ulma.data import chat_template_arguments, to_pointwise
+from trl_ulma.files import load_data
+from trl_ulma.formats import convert_to_pointwise
 from trl_ulma.testing import toy_rows
 
 

@@ -9,7 +9,8 @@ from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM
 
 from trl_ulma.cli import _defaults, _parser, main
-from trl_ulma.data import detect_format, load_data
+from trl_ulma.files import load_data
+from trl_ulma.formats import detect_format
 from trl_ulma.testing import toy_rows
 
 

@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 from datasets import Dataset
 
-from trl_ulma.data import (
+from trl_ulma.data import pairwise_to_pointwise, to_pointwise
+from trl_ulma.formats import (
     alpaca_to_pairwise,
     convert_to_pointwise,
     detect_format,
@@ -14,10 +15,8 @@ from trl_ulma.data import (
     hh_to_pointwise,
     kto_to_pointwise,
     mix_demonstrations,
-    pairwise_to_pointwise,
     ratings_to_scores,
     sharegpt_to_pairwise,
-    to_pointwise,
 )
 
 

@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 from datasets.exceptions import DatasetGenerationError
 
-from .data import DATA_FORMATS, RowError, root_cause
+from .data import RowError
+from .files import root_cause
+from .formats import DATA_FORMATS
 
 
 TRAIN_COMMANDS = {"ulma": "ULMA", "pointwise-dpo": "point-wise DPO"}
@@ -199,10 +201,11 @@ def _reading(flag: str, name: str, split: str | None = None):
 def _load_splits(script_args, extra: ULMAScriptArguments, training_args):
     from datasets import DatasetDict
 
-    from . import data
+    from .files import load_data
+    from .formats import convert_to_pointwise
 
     with _reading("--dataset_name", script_args.dataset_name):
-        splits = data.load_data(script_args.dataset_name, script_args.dataset_config)
+        splits = load_data(script_args.dataset_name, script_args.dataset_config)
     if script_args.dataset_train_split not in splits:
         raise ValueError(
             f"--dataset_train_split={script_args.dataset_train_split!r} is not a split of {script_args.dataset_name}"
@@ -211,7 +214,7 @@ def _load_splits(script_args, extra: ULMAScriptArguments, training_args):
     converted = {}
     for name, split in splits.items():
         with _reading("--dataset_name", script_args.dataset_name, name if len(splits) > 1 else None):
-            converted[name] = data.convert_to_pointwise(
+            converted[name] = convert_to_pointwise(
                 split, extra.dataset_format, drop_invalid=extra.drop_invalid, score_type=training_args.score_type
             )
     return DatasetDict(converted)
@@ -221,8 +224,10 @@ def prepare_datasets(script_args, extra: ULMAScriptArguments, training_args):
     """(train, held-out or None) datasets for a training command."""
     from datasets import DatasetDict
 
-    from . import data
+    from .data import split_by_prompt
     from .demo import load_demo_dataset
+    from .files import load_data
+    from .formats import mix_demonstrations
 
     if script_args.dataset_name is None:
         splits = DatasetDict({"train": load_demo_dataset("train"), "test": load_demo_dataset("test")})
@@ -231,11 +236,11 @@ def prepare_datasets(script_args, extra: ULMAScriptArguments, training_args):
     train = splits[script_args.dataset_train_split]
     held_out = splits.get(script_args.dataset_test_split)
     if held_out is None and extra.eval_fraction > 0:
-        train, held_out = data.split_by_prompt(train, extra.eval_fraction)
+        train, held_out = split_by_prompt(train, extra.eval_fraction)
     if extra.demonstration_dataset_name is not None:
         with _reading("--demonstration_dataset_name", extra.demonstration_dataset_name):
-            demonstrations = data.load_data(extra.demonstration_dataset_name)["train"]
-            train = data.mix_demonstrations(
+            demonstrations = load_data(extra.demonstration_dataset_name)["train"]
+            train = mix_demonstrations(
                 demonstrations,
                 train,
                 ratio=extra.demonstration_ratio,

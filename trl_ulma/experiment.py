@@ -49,7 +49,9 @@ from trl import DPOConfig, KTOConfig, RewardConfig, RLOOConfig, SFTConfig
 
 from . import baselines
 from .baselines import pair_indices, positives, rlhf_note, scored_rows
-from .data import column_names, convert_to_pointwise, load_data, prompt_key, split_by_prompt
+from .data import column_names, prompt_key, split_by_prompt
+from .files import load_data
+from .formats import convert_to_pointwise
 from .evaluation import (
     NO_TOXICITY_NOTE,
     TOXICITY_NOTE,
