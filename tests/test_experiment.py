@@ -149,13 +149,15 @@ def test_config_errors(tmp_path):
     check({"model": model, "evaluation": {"max_tokens": 3}}, r"Unknown `evaluation` keys \['max_tokens'\]")
 
 
-def test_judge_trains_on_its_own_prompts_and_variants_run_their_method(tmp_path, monkeypatch):
+def stubbed_experiment(tmp_path, monkeypatch) -> tuple[Experiment, dict]:
+    """A small experiment whose trainers only record what they were given (by output folder) and write nothing."""
     config = {
         "model": {"tiny": {"hidden_size": 32}},
         "output_dir": str(tmp_path / "run"),
         "data": {"source": "toy", "rows": 40, "eval_prompts": 4, "judge_prompts": 6, "seed": 0},  # 20 prompts
-        "training": {"max_steps": 1, "learning_rate": 1e-3},
+        "training": {"max_steps": 3, "learning_rate": 1e-3},
         "methods": {"ulma_paper": {"method": "ulma", "beta": 0.5}, "ulma": {}, "base": {}, "sft": {}},
+        "judge": {"max_steps": 5},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -167,7 +169,11 @@ def test_judge_trains_on_its_own_prompts_and_variants_run_their_method(tmp_path,
             seen[Path(output_dir).name] = (_method, prompts(rows), kwargs)
 
         monkeypatch.setitem(experiment.TRAINERS, method, (record, config_class))
-    run = Experiment(path)
+    return Experiment(path), seen
+
+
+def test_judge_trains_on_its_own_prompts_and_variants_run_their_method(tmp_path, monkeypatch):
+    run, seen = stubbed_experiment(tmp_path, monkeypatch)
     run.train()
     assert list(seen) == ["sft", "ulma_paper", "ulma", "judge"]  # by method, then as configured; the judge last
     assert seen["ulma_paper"][0] == seen["ulma"][0] == "ulma"
@@ -181,6 +187,19 @@ def test_judge_trains_on_its_own_prompts_and_variants_run_their_method(tmp_path,
     assert len(run.pairs) == 4  # a positive against a negative for each held-out prompt
 
 
+def test_resumed_run_estimates_only_what_is_left_to_train(tmp_path, monkeypatch):
+    """A re-run skips finished outputs, and its time-left estimate counts only the steps it will run."""
+    run, seen = stubbed_experiment(tmp_path, monkeypatch)
+    first = run.train()
+    (run.run_dir / "ulma" / experiment.FINISHED).unlink()
+    clocks, clock = [], experiment.Clock
+    monkeypatch.setattr(experiment, "Clock", lambda steps, what="": clocks.append(steps) or clock(steps, what))
+    seen.clear()
+    assert run.train() == first
+    assert list(seen) == ["ulma"]
+    assert clocks == [[0, 0, 3, 0]]  # sft, ulma_paper, ulma, judge (5 steps, found finished)
+
+
 def test_judge_prompts_must_leave_training_prompts(tmp_path):
     config = {"model": {"tiny": {}}, "data": {"source": "toy", "rows": 24, "eval_prompts": 2, "judge_prompts": 10}}
     path = tmp_path / "config.yaml"
@@ -192,15 +211,16 @@ def test_judge_prompts_must_leave_training_prompts(tmp_path):
 def test_clock_estimates_the_time_left_from_seconds_per_step(monkeypatch):
     now = [10.0]
     monkeypatch.setattr(experiment.time, "monotonic", lambda: now[0])
-    clock = experiment.Clock([100, 50, 50, 150], "of training")
+    clock = experiment.Clock([100, 0, 50, 150], "of training")  # the second job's output was found: 0 steps
     assert clock.left() is None and clock.status() == "0.0 min elapsed"
     now[0] = 130.0
     clock.tick()  # 100 steps in 120 s: 1.2 s a step
-    assert clock.left() == pytest.approx(250 * 1.2)
-    assert clock.status() == "2.0 min elapsed, about 5.0 min of training left"
-    clock.tick(timed=False)  # skipped (found finished): says nothing of the speed
     assert clock.left() == pytest.approx(200 * 1.2)
-    now[0] = 190.0
+    assert clock.status() == "2.0 min elapsed, about 4.0 min of training left"
+    now[0] = 131.0
+    clock.tick(timed=False)  # skipped: says nothing of the speed
+    assert clock.left() == pytest.approx(200 * 1.2)
+    now[0] = 191.0
     clock.tick()  # 50 steps in 60 s
     assert clock.left() == pytest.approx(150 * 180 / 150)
     unknown = experiment.Clock([10, -1])

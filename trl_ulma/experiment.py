@@ -158,6 +158,12 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _finished(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """What a job saved in ``path`` when it finished with this ``fingerprint``; None if it did not."""
+    saved = _read_json(path)
+    return saved if saved and saved["fingerprint"] == fingerprint else None
+
+
 def method_of(name: str, overrides: dict[str, Any] | None) -> str:
     """The method a ``methods`` entry runs: its ``method`` field, or its name."""
     return (overrides or {}).get("method", name)
@@ -307,26 +313,16 @@ class Experiment:
         return settings | overrides
 
     def _train(
-        self,
-        name: str,
-        method: str,
-        settings: dict[str, Any],
-        model: str,
-        depends: str | None = None,
-        judge: bool = False,
-    ) -> tuple[str, bool]:
-        """Train ``method`` into ``run_dir/name`` unless a finished output with the same fingerprint exists.
+        self, name: str, method: str, settings: dict[str, Any], model: str, fingerprint: str, judge: bool = False
+    ) -> bool:
+        """Train ``method`` into ``run_dir/name`` unless a finished output with this ``fingerprint`` exists.
 
-        ``judge``: on the judge-training rows instead of the training rows. Returns the fingerprint and whether it
-        trained.
+        ``judge``: on the judge-training rows instead of the training rows. Returns whether it trained.
         """
         output_dir = self.run_dir / name
-        rows, data = (self.judge_rows, self.judge_fingerprint) if judge else (self.train_rows, self.data_fingerprint)
-        fingerprint = _fingerprint(method, model, self.model_spec, settings, data, depends)
-        finished = _read_json(output_dir / FINISHED)
-        if finished and finished["fingerprint"] == fingerprint:
+        if _finished(output_dir / FINISHED, fingerprint):
             logger.info(f"{name}: finished output found in {output_dir}, skipped")
-            return fingerprint, False
+            return False
         shutil.rmtree(output_dir, ignore_errors=True)
         logger.info(f"{name}: training {method} into {output_dir}")
         train, _ = TRAINERS[method]
@@ -334,29 +330,34 @@ class Experiment:
         if method == "rlhf":
             kwargs["reward_model"] = str(self.run_dir / "reward_model")
             kwargs["reward_processing_class"] = self.tokenizer()
+        rows = self.judge_rows if judge else self.train_rows
         train(model, rows, str(output_dir), processing_class=self.tokenizer(), **kwargs)
         (output_dir / FINISHED).write_text(json.dumps({"method": method, "fingerprint": fingerprint}) + "\n")
-        return fingerprint, True
+        return True
 
     def train(self) -> dict[str, str]:
         """Train every selected method (then the judge); returns their fingerprints by name."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fingerprints = {"base": _fingerprint(self.model_path, self.model_spec)}
         jobs = [
-            (name, method, self._settings(method, over))
+            (name, method, self._settings(method, over), self.model_path)
             for name, (method, over) in self.runs.items()
             if method != "base"
         ]
-        jobs.append(("judge", "reward_model", self._judge_settings()))
-        clock = Clock([settings.get("max_steps", -1) for *_, settings in jobs], "of training")
-        for name, method, settings in jobs:
+        judge_model = str((self.config.get("judge") or {}).get("model", self.model_path))
+        jobs.append(("judge", "reward_model", self._judge_settings(), judge_model))
+        for name, method, settings, model in jobs:  # in order: RLHF's depends on the reward model's
+            data = self.judge_fingerprint if name == "judge" else self.data_fingerprint
+            depends = fingerprints.get("reward_model") if method == "rlhf" else None
+            fingerprints[name] = _fingerprint(method, model, self.model_spec, settings, data, depends)
+        steps = [
+            0 if _finished(self.run_dir / name / FINISHED, fingerprints[name]) else settings.get("max_steps", -1)
+            for name, _, settings, _ in jobs
+        ]
+        clock = Clock(steps, "of training")
+        for name, method, settings, model in jobs:
             logger.info(f"[{clock.done + 1}/{len(jobs)}] {name} ({method}): {clock.status()}")
-            if name == "judge":
-                model = str((self.config.get("judge") or {}).get("model", self.model_path))
-                fingerprints[name], trained = self._train(name, method, settings, model, judge=True)
-            else:
-                depends = fingerprints.get("reward_model") if method == "rlhf" else None
-                fingerprints[name], trained = self._train(name, method, settings, self.model_path, depends)
+            trained = self._train(name, method, settings, model, fingerprints[name], judge=name == "judge")
             clock.tick(timed=trained)
         logger.info(f"training done: {clock.status()}")
         return fingerprints
@@ -389,13 +390,17 @@ class Experiment:
             judge_summary["pair_accuracy"] = pair_accuracy(held_out, self.pairs)
 
         policies = [name for name, (method, _) in self.runs.items() if method != "reward_model"]
-        clock = Clock([1] * len(policies), "of evaluation")
+        evaluations = {name: self._evaluation_fingerprint(name, fingerprints, toxicity) for name in policies}
+        clock = Clock(
+            [0 if _finished(self.run_dir / name / EVALUATED, evaluations[name]) else 1 for name in policies],
+            "of evaluation",
+        )
         results, details = {}, {}
         for name in policies:
             logger.info(f"[{clock.done + 1}/{len(policies)}] evaluating {name}: {clock.status()}")
             path = self.model_path if self.runs[name][0] == "base" else str(self.run_dir / name)
             results[name], details[name], evaluated = self._evaluate_one(
-                name, path, fingerprints, judge, references, toxicity
+                name, path, evaluations[name], judge, references, toxicity
             )
             clock.tick(timed=evaluated)
         if "base" in details:
@@ -457,11 +462,8 @@ class Experiment:
                 notes.append(rlhf_note(overrides.get("algorithm", "rloo")))
         return notes
 
-    def _evaluate_one(self, name, path, fingerprints, judge, references, toxicity):
-        """One policy's metrics and per-item details (``judge_scores``, ``row_logps``), and whether it ran now."""
-        output_dir = self.run_dir / name
-        output_dir.mkdir(exist_ok=True)
-        fingerprint = _fingerprint(
+    def _evaluation_fingerprint(self, name: str, fingerprints: dict[str, str], toxicity) -> str:
+        return _fingerprint(
             fingerprints[name],
             fingerprints["judge"],
             asdict(self.generation),
@@ -470,8 +472,12 @@ class Experiment:
             self.positive_threshold,
             toxicity is not None,
         )
-        cached = _read_json(output_dir / EVALUATED)
-        if cached and cached["fingerprint"] == fingerprint:
+
+    def _evaluate_one(self, name, path, fingerprint, judge, references, toxicity):
+        """One policy's metrics and per-item details (``judge_scores``, ``row_logps``), and whether it ran now."""
+        output_dir = self.run_dir / name
+        output_dir.mkdir(exist_ok=True)
+        if cached := _finished(output_dir / EVALUATED, fingerprint):
             logger.info(f"{name}: evaluation found, skipped")
             return cached["metrics"], cached["details"], False
         logger.info(f"{name}: evaluating {path}")
@@ -498,7 +504,8 @@ class Experiment:
 class Clock:
     """Time elapsed and an estimate of the time left, at the mean seconds per step of the timed jobs so far.
 
-    ``steps``: each job's steps in order (<= 0: unknown, and no estimate while one is still to run).
+    ``steps``: each job's steps in order (0: nothing to run, its output was found; < 0: unknown, and no estimate while
+    one is still to run).
     """
 
     def __init__(self, steps: list[int], what: str = ""):
@@ -515,7 +522,7 @@ class Clock:
     def left(self) -> float | None:
         """Seconds left; None when nothing is left, before a job is timed, or while a job to run has no known length."""
         todo = self.steps[self.done :]
-        if not todo or not self.timed or any(steps <= 0 for steps in todo):
+        if not sum(todo) or not self.timed or any(steps < 0 for steps in todo):
             return None
         return sum(todo) * sum(seconds for _, seconds in self.timed) / sum(steps for steps, _ in self.timed)
 
