@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedTokenizerBase, set_seed
@@ -29,6 +29,8 @@ from trl.trainer.utils import pad, selective_log_softmax
 from .pointwise_dpo_trainer import DataCollatorForPointwisePreference
 from .preparation import add_eos, tokenize_row
 
+
+T = TypeVar("T")
 
 METRICS = {  # name: (label in the table, which way is better)
     "perplexity": ("perplexity", "lower"),
@@ -97,21 +99,27 @@ def completion_logps(
         if not is_conversational(row):
             row = add_eos(row, tokenizer.eos_token)
         examples.append(tokenize_row(row, tokenizer) | {"score": 0.0})  # the collator needs a score: unused here
-    scored: list[tuple[float, int]] = [(0.0, 0)] * len(examples)
-    for batch_rows in _by_length([len(e["prompt_ids"]) + len(e["completion_ids"]) for e in examples], batch_size):
-        batch = {key: value.to(device) for key, value in collate([examples[i] for i in batch_rows]).items()}
+
+    def score(indices: list[int]) -> list[tuple[float, int]]:
+        batch = {key: value.to(device) for key, value in collate([examples[i] for i in indices]).items()}
         sums, counts = batch_completion_logps(
             model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
         )
-        for i, pair in zip(batch_rows, zip(sums.tolist(), counts.tolist(), strict=True), strict=True):
-            scored[i] = pair
-    return scored
+        return list(zip(sums.tolist(), counts.tolist(), strict=True))
+
+    return _by_length([len(e["prompt_ids"]) + len(e["completion_ids"]) for e in examples], batch_size, score)
 
 
-def _by_length(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices in batches of ``batch_size``, longest first, so that each batch pads little."""
+def _by_length(lengths: Sequence[int], batch_size: int, run: Callable[[list[int]], Sequence[T]]) -> list[T]:
+    """``run(indices)`` on batches of ``batch_size`` indices, longest first so that each batch pads little; its
+    results, one per index, back in the indices' order."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    results: list = [None] * len(lengths)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        for i, result in zip(batch, run(batch), strict=True):
+            results[i] = result
+    return results
 
 
 def perplexity(
@@ -158,12 +166,12 @@ def generate(
     stop = model.generation_config.eos_token_id
     stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
     prompt_ids = [torch.tensor(_prompt_ids(tokenizer, p, settings.max_prompt_length)) for p in prompts]
-    answers = [""] * len(prompts)
-    for batch in _by_length([len(ids) for ids in prompt_ids], settings.batch_size):
-        ids = [prompt_ids[i] for i in batch]
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+
+    def answer(indices: list[int]) -> list[str]:
+        ids = [prompt_ids[i] for i in indices]
         input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
         attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
-        sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
         output = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -173,10 +181,9 @@ def generate(
             eos_token_id=sorted(stop),
             **sampling,
         )
-        decoded = tokenizer.batch_decode(output[:, input_ids.size(1) :], skip_special_tokens=True)
-        for i, answer in zip(batch, decoded, strict=True):
-            answers[i] = answer
-    return answers
+        return tokenizer.batch_decode(output[:, input_ids.size(1) :], skip_special_tokens=True)
+
+    return _by_length([len(ids) for ids in prompt_ids], settings.batch_size, answer)
 
 
 def as_completion(prompt: Any, answer: str) -> Any:
@@ -212,14 +219,13 @@ class RewardJudge:
     def score(self, prompts: Sequence[Any], completions: Sequence[Any]) -> list[float]:
         """The judge's score of each (prompt, completion), in order (batched by length)."""
         ids = [torch.tensor(self._ids(p, c)) for p, c in zip(prompts, completions, strict=True)]
-        scores = [0.0] * len(ids)
-        for batch in _by_length([len(i) for i in ids], self.batch_size):
-            input_ids = pad([ids[i] for i in batch], padding_value=self.tokenizer.pad_token_id).to(self.model.device)
-            attention_mask = pad([torch.ones_like(ids[i]) for i in batch]).to(self.model.device)
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float().tolist()
-            for i, score in zip(batch, logits, strict=True):
-                scores[i] = score
-        return scores
+
+        def score(indices: list[int]) -> list[float]:
+            input_ids = pad([ids[i] for i in indices], padding_value=self.tokenizer.pad_token_id).to(self.model.device)
+            attention_mask = pad([torch.ones_like(ids[i]) for i in indices]).to(self.model.device)
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float().tolist()
+
+        return _by_length([len(i) for i in ids], self.batch_size, score)
 
 
 def win_rate(scores: Sequence[float], reference_scores: Sequence[float]) -> float:
