@@ -287,6 +287,11 @@ class Experiment:
             return str(default_model_path(spec["name"]))
         return str(spec["path"])
 
+    @property
+    def judge_model(self) -> str:
+        """The judge's base model: ``judge.model``, or the methods' base model."""
+        return str((self.config.get("judge") or {}).get("model", self.model_path))
+
     def tokenizer(self, path: str | None = None):
         """A fresh tokenizer (trainers may change it): the tiny model's is a plain fast tokenizer (see `testing`)."""
         path = path or self.model_path
@@ -344,8 +349,7 @@ class Experiment:
             for name, (method, over) in self.runs.items()
             if method != "base"
         ]
-        judge_model = str((self.config.get("judge") or {}).get("model", self.model_path))
-        jobs.append(("judge", "reward_model", self._judge_settings(), judge_model))
+        jobs.append(("judge", "reward_model", self._judge_settings(), self.judge_model))
         for name, method, settings, model in jobs:  # in order: RLHF's depends on the reward model's
             data = self.judge_fingerprint if name == "judge" else self.data_fingerprint
             depends = fingerprints.get("reward_model") if method == "rlhf" else None
@@ -373,9 +377,8 @@ class Experiment:
     # ---------------------------------------------------------------------------------------------------------------
     def evaluate(self, fingerprints: dict[str, str]) -> dict[str, Any]:
         """Evaluate every selected policy (cached per method), write the report and return it."""
-        judge_model = str((self.config.get("judge") or {}).get("model", self.model_path))
         judge = RewardJudge(
-            str(self.run_dir / "judge"), self.tokenizer(judge_model), self.max_length, self.generation.batch_size
+            str(self.run_dir / "judge"), self.tokenizer(self.judge_model), self.max_length, self.generation.batch_size
         )
         references = [dict(row) for row in self.references]
         scores = judge.score([row["prompt"] for row in references], [row["completion"] for row in references])
