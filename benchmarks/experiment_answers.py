@@ -25,11 +25,11 @@ def samples(run: Path, method: str) -> list[dict]:
 
 
 def correlation(xs: list[float], ys: list[float]) -> float:
-    sx, sy = statistics.pstdev(xs), statistics.pstdev(ys)
-    if not sx or not sy:
+    """Pearson's correlation; NaN when either side is constant."""
+    try:
+        return statistics.correlation(xs, ys)
+    except statistics.StatisticsError:
         return float("nan")
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / (len(xs) * sx * sy)
 
 
 def main() -> None:
@@ -42,6 +42,7 @@ def main() -> None:
     cap = config["evaluation"]["max_new_tokens"]
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path(config["model"]["name"])))
     methods = list(json.loads((args.runs[0] / "results.json").read_text())["results"])
+    against = {run: [row["judge_score"] for row in samples(run, args.against)] for run in args.runs}
 
     lines = [
         f"| method | answer tokens | cut at {cap} tokens | corr(length, judge score) | {args.against} wins |",
@@ -55,8 +56,7 @@ def main() -> None:
             lengths.append(statistics.fmean(tokens))
             capped.append(sum(t >= cap for t in tokens) / len(tokens))
             corr.append(correlation([float(t) for t in tokens], [row["judge_score"] for row in rows]))
-            own = [row["judge_score"] for row in samples(run, args.against)]
-            wins.append(win_rate(own, [row["judge_score"] for row in rows]))
+            wins.append(win_rate(against[run], [row["judge_score"] for row in rows]))
         lines.append(
             f"| {method} | {statistics.fmean(lengths):.1f} | {statistics.fmean(capped):.2f} | "
             f"{statistics.fmean(corr):+.2f} | {statistics.fmean(wins):.3f} |"
