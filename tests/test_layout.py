@@ -13,7 +13,7 @@ from trl.trainer.utils import add_fused_lm_head
 from trl_ulma.layout import build_layout, supports_packed_layout, truncate_row
 from trl_ulma.losses import sequence_logps
 from trl_ulma.pointwise_dpo_trainer import DataCollatorForPointwisePreference
-from trl_ulma.testing import build_tiny_model, build_tokenizer, toy_rows
+from trl_ulma.testing import assert_close_to_scale as assert_close, build_tiny_model, build_tokenizer, toy_rows
 
 
 PACKED = ("padding_free", "shared_prompt")
@@ -302,10 +302,6 @@ def layout_logits(model, layout, attn):
     token_logps = logp.gather(-1, layout.input_ids[:, 1:, None]).squeeze(-1)
     entropy = -(logp.exp() * logp).sum(-1)
     return layout.row_sums(token_logps).detach(), layout.row_sums(entropy).detach()
-
-
-def assert_close(actual, expected, rtol=1e-5):
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "llama"])

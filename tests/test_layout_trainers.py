@@ -10,17 +10,20 @@ from peft import LoraConfig
 
 from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
 from trl_ulma.layout import PromptGroupSampler
-from trl_ulma.testing import toy_rows, trainer_classes
+from trl_ulma.testing import assert_close_to_scale, toy_rows, trainer_classes
 
 
 TRAINERS = trainer_classes()
 
 
 def rows(score_type: str) -> Dataset:
-    """10 rows over 5 prompts: 3 completions for 2 prompts, 2 for one, 1 for two, of different lengths."""
+    """10 rows over 5 prompts: 3 completions for 2 prompts, 2 for one, 1 for two, of different lengths; the two
+    single rows are short, so that `padding_free` packs them behind longer rows of the batch."""
     base = toy_rows(8)
+    base[6] |= {"prompt": "Hi?", "completion": " Sure."}
+    base[7] |= {"prompt": "Help?", "completion": " No."}
     data = []
-    for prompt, completions in ((0, [0, 1, 3]), (2, [4, 5, 7]), (4, [2, 6]), (6, [1]), (7, [3])):
+    for prompt, completions in ((0, [0, 1, 3]), (2, [4, 5, 7]), (4, [2, 6]), (6, [6]), (7, [7])):
         for c in completions:
             label = c % 2 == 0
             score = {"label": label} if score_type == "binary" else {"score": 1.0 if label else 0.2 * (c % 3)}
@@ -66,12 +69,13 @@ CASES = [
 def test_layout_matches_padded(name, score_type, options, layout, model_dir, tokenizer, make_args):
     expected = loss_and_grads(name, "padded", score_type, model_dir, tokenizer, make_args, **dict(options))
     found = loss_and_grads(name, layout, score_type, model_dir, tokenizer, make_args, **dict(options))
-    torch.testing.assert_close(found[0], expected[0], rtol=1e-5, atol=1e-7)
+    assert_close_to_scale(found[0], expected[0])
     assert found[1].keys() == expected[1].keys() and found[1]
     for key in expected[1]:
-        torch.testing.assert_close(found[1][key], expected[1][key], rtol=1e-5, atol=1e-7)
+        assert_close_to_scale(found[1][key], expected[1][key])
     assert found[2].keys() == expected[2].keys()
-    assert found[2] == pytest.approx(expected[2], rel=1e-5, abs=1e-6)
+    keys = sorted(expected[2])  # the metrics as one tensor: rewards are differences of log-probs of their size
+    assert_close_to_scale(torch.tensor([found[2][k] for k in keys]), torch.tensor([expected[2][k] for k in keys]))
 
 
 def test_unsupported_attention_falls_back_to_padding_with_one_warning(model_dir, tokenizer, make_args, caplog):

@@ -116,3 +116,14 @@ def trainer_classes() -> dict[str, tuple[type, type]]:
         "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig),
         "unlikelihood": (UnlikelihoodTrainer, UnlikelihoodConfig),
     }
+
+
+def assert_close_to_scale(actual, expected, rtol: float = 1e-5) -> None:
+    """``actual`` equals ``expected`` up to float32 reduction-order noise: each element within ``rtol`` of itself or
+    within ``rtol`` times the tensor's largest magnitude. A different summation order (another layout, another
+    CPU's kernels) moves an element by rounding error of the terms summed into it, which scale with the tensor, not
+    with the element: a small element of a large-gradient tensor can differ by 1e-4 of itself."""
+    import torch
+
+    scale = expected.detach().abs().max().item() if expected.numel() else 0.0
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale)
