@@ -12,7 +12,7 @@ import os
 from transformers import AutoModelForCausalLM
 
 from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
-from trl_ulma.cli import summary
+from trl_ulma.run_report import RowAccount, count_rows, summary
 from trl_ulma.testing import build_tiny_model, build_tokenizer, toy_dataset
 
 
@@ -34,15 +34,15 @@ def main() -> None:
         beta=1.0, logging_steps=10, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
         save_strategy="no",
     )
-    trainer = trainer_class(
-        model=model, ref_model=build_tiny_model(tokenizer, hidden_size=64), args=args,
-        train_dataset=toy_dataset(64, seed=0), eval_dataset=toy_dataset(16, seed=1), processing_class=tokenizer,
-    )
+    train = toy_dataset(64, seed=0)
+    # No ref_model: the reference is a frozen copy of the model as passed
+    trainer = trainer_class(model=model, args=args, train_dataset=train, eval_dataset=toy_dataset(16, seed=1),
+                            processing_class=tokenizer)
     before = trainer.evaluate()
     trainer.train()
     after = trainer.evaluate()
-    print(summary(trainer_class.__name__, "a tiny 2-layer model", len(trainer.train_dataset), trainer.eval_dataset,
-                  before, after))
+    account = count_rows(RowAccount("toy data", rows_read=len(train)), trainer, len(train))
+    print(summary(trainer_class.__name__, "a tiny 2-layer model", account, before, after))
     trainer.save_model(options.output_dir)
     print(f"model saved to {options.output_dir}")
     reloaded = AutoModelForCausalLM.from_pretrained(options.output_dir)

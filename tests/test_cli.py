@@ -109,7 +109,7 @@ def test_data_errors_exit_1_without_a_traceback(tmp_path):
 
 def test_help_shows_the_defaults_that_apply_and_our_options_first(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["ulma", "--help"])
+        main(["ulma", "--help_all"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     ours = text.index("trl-ulma options")
@@ -247,3 +247,100 @@ def test_a_score_file_trains_with_the_baseline_and_scale_by_default(model_dir, t
         assert main(["pointwise-dpo", "--model_name_or_path", model_dir, "--dataset_name", str(data),
                      "--output_dir", str(tmp_path / "paper"), *FAST, *paper]) == 0
     assert "baseline score" not in caplog.text
+
+
+def test_short_help_lists_what_matters_and_points_to_the_rest(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ulma", "--help"])
+    assert exit_info.value.code == 0
+    short = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["ulma", "--help_all"])
+    full = capsys.readouterr().out
+    assert len(short.splitlines()) < len(full.splitlines()) / 3
+    for flag in ("--beta", "--model_name_or_path", "--dataset_name", "--rating_column", "--columns", "--max_samples"):
+        assert f"  {flag} " in short, flag
+    assert short.index("  --rating_column ") < short.index("  --model_name_or_path ")  # ours first
+    assert "--loss_type" not in short and "--help_all` lists all" in short
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("trl-ulma 0.1.0 (trl 1.16.")
+
+
+def stars_file(path):
+    """A 1-5 star file with its own column names: `question`, `response`, `stars`."""
+    rows = [{"question": row["prompt"], "response": row["completion"], "stars": (5 if row["label"] else 2) - i % 2}
+            for i, row in enumerate(toy_rows(24))]
+    return write_jsonl(path, rows), rows
+
+
+def test_star_ratings_with_custom_columns_train_in_one_command(model_dir, tmp_path, capsys):
+    data, rows = stars_file(tmp_path / "stars.jsonl")
+    out = tmp_path / "out"
+    assert main(["pointwise-dpo", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir",
+                 str(out), "--columns", "prompt=question,completion=response", "--rating_column", "stars",
+                 "--rating_positive_at", "4", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "read as point-wise rows (prompt, completion, label or score): 24 rows" in printed
+    # 5 and 4 stars (--rating_positive_at 4) are the positives, 2 and 1 stars the negatives
+    positives = sum(row["stars"] >= 4 for row in rows)
+    assert f"training: 24 rows ({positives} positives, {24 - positives} negatives)" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["positives"] == positives and summary["data"]["rows_read"] == 24
+
+
+def test_star_scores_reach_the_trainer_as_hand_mapped_scores(model_dir, tmp_path):
+    from trl_ulma.cli import ULMAScriptArguments, prepare_datasets
+    from trl_ulma.run_report import RowAccount
+
+    data, rows = stars_file(tmp_path / "stars.jsonl")
+    script_args, training_args, _, extra = _parser("ulma", _defaults("ulma", set())).parse_args_and_config(
+        ["--dataset_name", str(data), "--columns", "prompt=question,completion=response", "--rating_column", "stars",
+         "--max_samples", "6"]
+    )
+    assert isinstance(extra, ULMAScriptArguments) and extra.rating_scale == (1.0, 5.0)
+    train, held_out = prepare_datasets(script_args, extra, training_args, RowAccount("x"))
+    assert held_out is None and train["prompt"] == [row["question"] for row in rows[:6]]
+    assert train["score"] == [(row["stars"] - 1) / 4 for row in rows[:6]]  # linear on 1-5, 5 stars -> 1.0
+
+
+@pytest.mark.parametrize("split, rows_read", [("train[:16]", 16), ("train[4:10]", 6), ("train[:25%]", 6)])
+def test_split_slices_and_max_samples_train_on_a_slice(model_dir, tmp_path, capsys, split, rows_read):
+    data = write_jsonl(tmp_path / "data.jsonl", toy_rows(24))
+    assert main(["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir",
+                 str(tmp_path / "out"), "--dataset_train_split", split, *FAST[:2]]) == 0
+    assert f"{rows_read} rows\n  training: {rows_read} rows" in capsys.readouterr().out
+
+
+def test_every_run_leaves_its_records_and_refuses_to_overwrite_a_model(model_dir, splits_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(splits_dir), "--output_dir", str(out),
+            *FAST]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for name in ("trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
+                 "summary.json", "training_curves.png"):
+        assert (out / name).is_file() and str(out / name) in printed, name
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry] == [2, 4]
+    results = json.loads((out / "all_results.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert results["eval_loss"] == summary["after"]["eval_loss"] and "train_loss" in results
+    margin = next(line for line in printed.splitlines() if line.startswith("implicit reward margin")).split()
+    assert float(margin[-1]) == pytest.approx(summary["after"]["eval_rewards/margins"], abs=1e-4)
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # A second run into the same folder would replace the model: refused, in one line, unless asked
+    assert main(argv) == 1
+    assert "already holds a model (config.json)" in capsys.readouterr().err
+    assert main([*argv, "--overwrite_output_dir"]) == 0
+
+
+def test_held_out_rows_without_positives_say_so(model_dir, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "data.jsonl", toy_rows(16))
+    negatives = write_jsonl(tmp_path / "neg.jsonl", [row for row in toy_rows(8, seed=3) if not row["label"]])
+    DatasetDict({"train": load_data(str(data))["train"], "test": load_data(str(negatives))["train"]}).save_to_disk(
+        str(tmp_path / "splits"))
+    assert main(["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(tmp_path / "splits"),
+                 "--output_dir", str(tmp_path / "out"), *FAST[:2]]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out rows: 4 (0 positives, 4 negatives)" in printed
+    assert "(no positives among the held-out rows)" in printed

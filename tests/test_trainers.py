@@ -650,3 +650,31 @@ def test_baseline_comes_from_the_training_set_only(model_dir, tokenizer, make_ar
     )
     assert trainer._log_z == pytest.approx(math.log(0.3 / 0.7))
     assert trainer.evaluate()["eval_rewards/accuracies"] == 0.5
+
+
+def test_a_config_on_a_machine_without_a_gpu_trains_in_float32(monkeypatch):
+    """TRL's configs default to bf16, which raises without an accelerator unless use_cpu=True: ours fall back."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ULMAConfig(output_dir="x")
+    assert args.bf16 is False and args.fp16 is False
+    assert ULMAConfig(output_dir="x", use_cpu=True).bf16 is True  # TRL's default where bf16 runs (autocast on CPU)
+    with pytest.raises(ValueError, match="bf16"):
+        DPOConfig(output_dir="x")  # what TRL does: the reason for the fallback
+
+
+def test_a_model_built_in_memory_trains_without_ref_model(tokenizer, make_args):
+    """DPOTrainer would reload the reference from the model's empty name (OSError): the reference is a frozen copy."""
+    model = build_tiny_model(tokenizer)
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = ULMATrainer(model=model, args=make_args(ULMAConfig), train_dataset=toy_dataset(16),
+                          processing_class=tokenizer)
+    reference = trainer.ref_model
+    assert reference is not None and reference is not trainer.model
+    assert not any(p.requires_grad for p in reference.parameters())
+    trainer.train()
+    moved = [name for name, p in trainer.model.named_parameters() if not torch.equal(p, initial[name])]
+    assert moved and all(torch.equal(p, initial[name]) for name, p in reference.named_parameters())
+    with pytest.raises(ValueError, match="pass `processing_class=tokenizer`"):
+        ULMATrainer(model=build_tiny_model(tokenizer), args=make_args(ULMAConfig), train_dataset=toy_dataset(4))

@@ -11,7 +11,7 @@ Bad data or options end with one line on stderr (what, where, the fix) and exit 
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,14 @@ from datasets.exceptions import DatasetGenerationError
 from .data import RowError
 from .files import root_cause
 from .formats import DATA_FORMATS
+from .run_report import RowAccount, count_rows, summary, write_run_files
 
 
 TRAIN_COMMANDS = {"ulma": "ULMA", "pointwise-dpo": "point-wise DPO"}
-SUMMARY_METRICS = {
-    "eval_logps/chosen": "mean log-prob, positives",
-    "eval_logps/rejected": "mean log-prob, negatives",
-    "eval_rewards/margins": "implicit reward margin",
-    "eval_rewards/accuracies": "implicit reward accuracy",
-    "eval_loss": "loss",
-}
-ACCURACY_NOTE = (
-    "(accuracy: share of held-out rows whose implicit reward has the sign of their label; chance is 0.5, and a reward"
-    " of exactly 0, as every reward before training, counts half)"
-)
 # The embedded default job: values used when the user sets neither a model nor a dataset (each still overridable).
 # beta=0.5 rather than the paper's 0.1: with per-token log-probs, 0.1 gives the negatives' term a gradient weight
 # ~20x below the SFT term's, and 24 steps then lift positives and negatives alike (measured: held-out reward
-# accuracy 0.59 at beta=0.1, 0.86 at beta=0.5).
+# accuracy 0.59 at beta=0.1; the quickstart block in the README gives beta=0.5's).
 DEFAULT_JOB = {
     "max_steps": 24,
     "per_device_train_batch_size": 8,
@@ -102,6 +92,80 @@ class ULMAScriptArguments:
         default="smollm2-135m-instruct",
         metadata={"help": "Offline default model used when --model_name_or_path is not given."},
     )
+    columns: str | None = field(
+        default=None,
+        metadata={
+            "help": "Map the package's column names to the file's, e.g. 'prompt=question,completion=response,"
+            "label=thumbs'."
+        },
+    )
+    rating_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "A column of ratings on a scale (1-5 stars, ...), turned into scores in [0, 1] (best end 1.0), as "
+            "trl_ulma.formats.ratings_to_scores does."
+        },
+    )
+    rating_scale: str = field(
+        default="1,5", metadata={"help": "The ratings' scale, 'low,high' (with --rating_column)."}
+    )
+    rating_lower_is_better: bool = field(
+        default=False,
+        metadata={"help": "Lower ratings are better, e.g. a 0-4 harmfulness rating (with --rating_column)."},
+    )
+    rating_positive_at: float | None = field(
+        default=None,
+        metadata={
+            "help": "Ratings at or beyond this one (in the better direction) are positives, score 1.0; default: only "
+            "the best end of the scale (with --rating_column)."
+        },
+    )
+    max_samples: int | None = field(
+        default=None,
+        metadata={"help": "Train on the first N rows of the training split (as read from the file) only."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Write over an --output_dir that already holds a trained model (refused otherwise)."},
+    )
+
+    def __post_init__(self):
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(
+                f"--eval_fraction must be in [0, 1): the share of prompts held out, got {self.eval_fraction}."
+            )
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"--max_samples must be a number of rows >= 1, got {self.max_samples}.")
+        if self.demonstration_ratio is not None and not self.demonstration_ratio > 0:
+            raise ValueError(f"--demonstration_ratio must be > 0, got {self.demonstration_ratio}.")
+        self.rating_scale = parse_scale(self.rating_scale)
+        self.columns = parse_column_map(self.columns)
+
+
+def parse_scale(text: str | tuple) -> tuple[float, float]:
+    """'1,5' -> (1.0, 5.0)."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        low, high = (float(end) for end in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"--rating_scale must be 'low,high', e.g. '1,5', got {text!r}.") from None
+    if not low < high:
+        raise ValueError(f"--rating_scale must have low < high, got {text!r}.")
+    return low, high
+
+
+def parse_column_map(text: str | dict | None) -> dict[str, str]:
+    """'prompt=question,completion=response' -> {'question': 'prompt', 'response': 'completion'} (file -> ours)."""
+    if isinstance(text, dict) or not text:
+        return text or {}
+    mapping = {}
+    for item in text.split(","):
+        ours, _, theirs = (part.strip() for part in item.partition("="))
+        if not ours or not theirs:
+            raise ValueError(f"--columns takes 'ours=theirs' pairs, e.g. 'completion=response', got {item!r}.")
+        mapping[theirs] = ours
+    return mapping
 
 
 def _own_options(config_class) -> set[str]:
@@ -165,6 +229,33 @@ def _parser(command: str, defaults: dict[str, Any]):
     return parser
 
 
+# TRL's flags a first run needs, shown by the short `--help` after the package's own
+COMMON_FLAGS = (
+    "beta", "model_name_or_path", "dataset_name", "dataset_train_split", "dataset_test_split", "output_dir",
+    "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+    "logging_steps", "save_steps", "resume_from_checkpoint", "use_peft", "lora_r", "attn_implementation", "dtype",
+)
+
+
+def short_help(parser, command: str) -> str:
+    """The usage, the package's options and the common TRL flags; `--help_all` prints all of them."""
+    ours = parser._action_groups[0]  # moved first by `_own_options_first`
+    common = [action for action in parser._actions if action.dest in COMMON_FLAGS]
+    formatter = parser._get_formatter()
+    formatter.add_usage(parser.usage, parser._actions, parser._mutually_exclusive_groups)
+    formatter.add_text(parser.description)
+    for title, actions in ((ours.title, ours._group_actions), ("common TRL options", common)):
+        formatter.start_section(title)
+        formatter.add_arguments(actions)
+        formatter.end_section()
+    total = len([action for action in parser._actions if action.dest != "help"])
+    formatter.add_text(
+        f"`trl-ulma {command} --help_all` lists all {total} flags (every TRL DPOConfig, ModelConfig and "
+        "ScriptArguments field). `--config run.yaml` reads any of them from a YAML file."
+    )
+    return formatter.format_help()
+
+
 def _explicit_keys(argv: list[str]) -> set[str]:
     """Option names the user set on the command line or in the `--config` YAML."""
     keys = {arg.lstrip("-").split("=")[0].replace("-", "_") for arg in argv if arg.startswith("-")}
@@ -182,7 +273,7 @@ def _defaults(command: str, explicit: set[str]) -> dict[str, Any]:
         defaults |= {"use_cpu": True, "bf16": False}  # TRL defaults to bf16, which needs a GPU
     if not explicit & {"save_strategy", "save_steps"}:
         defaults["save_strategy"] = "no"  # the model is saved at the end; checkpoints (with optimizer) on request
-    if not explicit & {"model_name_or_path", "dataset_name", "help", "h"}:
+    if not explicit & {"model_name_or_path", "dataset_name", "help", "h", "help_all"}:
         defaults |= {key: value for key, value in DEFAULT_JOB.items() if key not in explicit}
     return defaults
 
@@ -198,43 +289,109 @@ def _reading(flag: str, name: str, split: str | None = None):
         raise ValueError(f"{flag} {name}{f' (split {split})' if split else ''}: {error}") from error
 
 
-def _load_splits(script_args, extra: ULMAScriptArguments, training_args):
+COLUMN_HINT = (
+    "On the command line: --columns completion=response maps a file's column to ours; --rating_column stars reads "
+    "ratings on a scale (--rating_scale 1,5)."
+)
+
+
+def split_rows(splits, spec: str, flag: str):
+    """`name` or a slice such as `train[:16]`, `train[10:20]`, `train[:10%]` (datasets' split syntax)."""
+    from datasets import ReadInstruction
+
+    name = spec.split("[", 1)[0]
+    if name not in splits:
+        raise ValueError(f"{flag}={spec!r} is not a split of the data (splits: {list(splits)}). Pass one of them.")
+    try:
+        (instruction,) = ReadInstruction.from_spec(spec).to_absolute({name: len(splits[name])})
+    except ValueError as error:
+        raise ValueError(f"{flag}={spec!r}: {error}. Use a split name or a slice such as 'train[:16]'.") from None
+    rows = splits[name]
+    if (instruction.from_, instruction.to) != (0, len(rows)):
+        rows = rows.select(range(instruction.from_, instruction.to))
+    return rows
+
+
+def as_feedback_columns(split, extra: ULMAScriptArguments):
+    """The file's columns under the package's names (--columns) and ratings as scores (--rating_column)."""
+    from .data import column_names
+    from .formats import ratings_to_scores
+
+    columns = column_names(split)
+    for theirs, ours in extra.columns.items():
+        if theirs not in columns:
+            raise ValueError(f"--columns {ours}={theirs}: there is no `{theirs}` column (columns: {columns}).")
+        if ours in columns and ours not in extra.columns:
+            raise ValueError(
+                f"--columns {ours}={theirs}: the data already has a `{ours}` column. Map that one away too (e.g. "
+                f"--columns {ours}={theirs},old_{ours}={ours}) or drop it."
+            )
+    if extra.columns:
+        split = split.rename_columns(extra.columns)
+    if extra.rating_column is not None:
+        split = ratings_to_scores(
+            split,
+            extra.rating_column,
+            extra.rating_scale,
+            higher_is_better=not extra.rating_lower_is_better,
+            positive_at=extra.rating_positive_at,
+            drop_invalid=extra.drop_invalid,
+        )
+    return split
+
+
+def _load_splits(script_args, extra: ULMAScriptArguments, training_args, account: RowAccount):
     from datasets import DatasetDict
 
     from .files import load_data
-    from .formats import convert_to_pointwise
+    from .formats import FORMAT_NAMES, convert_to_pointwise
 
     with _reading("--dataset_name", script_args.dataset_name):
         splits = load_data(script_args.dataset_name, script_args.dataset_config)
-    if script_args.dataset_train_split not in splits:
-        raise ValueError(
-            f"--dataset_train_split={script_args.dataset_train_split!r} is not a split of {script_args.dataset_name}"
-            f" (splits: {list(splits)}). Pass one of them."
-        )
+    chosen = {
+        script_args.dataset_train_split: split_rows(splits, script_args.dataset_train_split, "--dataset_train_split")
+    }
+    test_name = script_args.dataset_test_split.split("[", 1)[0]
+    if test_name in splits:
+        chosen[script_args.dataset_test_split] = split_rows(splits, script_args.dataset_test_split, "--dataset_test_split")
     converted = {}
-    for name, split in splits.items():
+    for name, split in chosen.items():
+        is_train = name == script_args.dataset_train_split
+        if is_train and extra.max_samples is not None:
+            split = split.select(range(min(extra.max_samples, len(split))))
+        report: dict = {}
+        rows_read = len(split)
         with _reading("--dataset_name", script_args.dataset_name, name if len(splits) > 1 else None):
-            converted[name] = convert_to_pointwise(
-                split, extra.dataset_format, drop_invalid=extra.drop_invalid, score_type=training_args.score_type
-            )
-    return DatasetDict(converted)
+            try:
+                split = as_feedback_columns(split, extra)
+                converted[name] = convert_to_pointwise(
+                    split, extra.dataset_format, extra.drop_invalid, training_args.score_type, report=report
+                )
+            except ValueError as error:
+                if "column" in str(error) and "--columns" not in str(error) and "Row " not in str(error):
+                    raise ValueError(f"{error} {COLUMN_HINT}") from error
+                raise
+        if is_train:
+            account.data_format = FORMAT_NAMES[report["format"]]
+            account.rows_read = rows_read
+            account.dropped["invalid rows (--drop_invalid)"] = rows_read - len(split) + report["dropped"]
+    return converted
 
 
-def prepare_datasets(script_args, extra: ULMAScriptArguments, training_args):
-    """(train, held-out or None) datasets for a training command."""
-    from datasets import DatasetDict
-
+def prepare_datasets(script_args, extra: ULMAScriptArguments, training_args, account: RowAccount):
+    """(train, held-out or None) datasets for a training command; ``account`` gets the rows read and dropped."""
     from .data import split_by_prompt
     from .demo import load_demo_dataset
     from .files import load_data
     from .formats import mix_demonstrations
 
     if script_args.dataset_name is None:
-        splits = DatasetDict({"train": load_demo_dataset("train"), "test": load_demo_dataset("test")})
+        train, held_out = load_demo_dataset("train"), load_demo_dataset("test")
+        account.rows_read = len(train)
     else:
-        splits = _load_splits(script_args, extra, training_args)
-    train = splits[script_args.dataset_train_split]
-    held_out = splits.get(script_args.dataset_test_split)
+        splits = _load_splits(script_args, extra, training_args, account)
+        train = splits[script_args.dataset_train_split]
+        held_out = splits.get(script_args.dataset_test_split)
     if held_out is None and extra.eval_fraction > 0:
         train, held_out = split_by_prompt(train, extra.eval_fraction)
     if extra.demonstration_dataset_name is not None:
@@ -270,17 +427,44 @@ def _fix_local_model_card(path: Path, model: str, output_dir: str) -> None:
     path.write_text(card)
 
 
-def run_training(command: str, argv: list[str]) -> int:
-    """Parse the flags of a training command, train, print the before/after summary and save the model."""
+MODEL_FILES = ("config.json", "adapter_config.json", "model.safetensors", "adapter_model.safetensors")
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resume: str | bool | None) -> None:
+    """Refuse to write over a trained model unless asked to (--overwrite_output_dir) or resuming from it."""
+    held = [name for name in MODEL_FILES if (Path(output_dir) / name).exists()]
+    if held and not overwrite and not resume:
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a model ({held[0]}). Pass another --output_dir, "
+            "--overwrite_output_dir to replace it, or --resume_from_checkpoint to continue a run."
+        )
+
+
+def _parse(command: str, argv: list[str]):
     explicit = _explicit_keys(argv)
     parser = _parser(command, _defaults(command, explicit))
+    if "--help_all" in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    if {"-h", "--help"} & set(argv):
+        print(short_help(parser, command))
+        raise SystemExit(0)
     *parsed, from_config, from_flags = parser.parse_args_and_config(
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
     if from_config or from_flags:
         where = f"in --config: {from_config}" if from_config else " ".join(from_flags)
-        parser.error(f"unrecognized arguments {where} (see `trl-ulma {command} --help`)")
-    script_args, training_args, model_args, extra = parsed
+        yaml_hint = next((f" (a YAML file goes after --config: --config {a})" for a in from_flags
+                          if a.endswith((".yaml", ".yml"))), "")
+        parser.error(f"unrecognized arguments {where}{yaml_hint} (see `trl-ulma {command} --help`)")
+    return parsed
+
+
+def run_training(command: str, argv: list[str]) -> int:
+    """Parse the flags of a training command, train, print the before/after summary and save the model and the
+    run's records."""
+    script_args, training_args, model_args, extra = _parse(command, argv)
+    check_output_dir(training_args.output_dir, extra.overwrite_output_dir, training_args.resume_from_checkpoint)
 
     from trl import get_peft_config, get_quantization_config
 
@@ -298,7 +482,8 @@ def run_training(command: str, argv: list[str]) -> int:
         "dtype": model_args.dtype,
         **(training_args.model_init_kwargs or {}),
     }
-    train, held_out = prepare_datasets(script_args, extra, training_args)
+    account = RowAccount(source=script_args.dataset_name or "the packaged demo data")
+    train, held_out = prepare_datasets(script_args, extra, training_args, account)
     trainer_class = ULMATrainer if command == "ulma" else PointwiseDPOTrainer
     trainer = trainer_class(
         model=model,
@@ -308,18 +493,22 @@ def run_training(command: str, argv: list[str]) -> int:
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
+    count_rows(account, trainer, len(train))
     before = trainer.evaluate() if held_out is not None else {}
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
     after = trainer.evaluate() if held_out is not None else {}
     trainer.save_model(training_args.output_dir)
     trainer.create_model_card(**_model_card_names(script_args, training_args))
+    name = f"{trainer_class.__name__} ({launch_mode(trainer)})"
+    files = write_run_files(
+        trainer, train_metrics, before, after, {"trainer": name, "model": model, "data": asdict(account)}
+    )
     if trainer.is_world_process_zero():
         _fix_local_model_card(Path(training_args.output_dir) / "README.md", model, training_args.output_dir)
-    trainer.accelerator.print(
-        summary(f"{trainer_class.__name__} ({launch_mode(trainer)})", model, len(trainer.train_dataset), held_out,
-                before, after)
-    )
+    trainer.accelerator.print(summary(name, model, account, before, after))
     trainer.accelerator.print(f"Model saved to {training_args.output_dir}")
+    if files:
+        trainer.accelerator.print("Run records: " + ", ".join(str(path) for path in files))
     if training_args.push_to_hub:
         trainer.push_to_hub(**_model_card_names(script_args, training_args))
     trainer.end()
@@ -335,20 +524,6 @@ def launch_mode(trainer) -> str:
     if trainer.is_fsdp_enabled:
         return f"{processes}, FSDP"
     return f"{processes}, DDP" if state.num_processes > 1 else processes
-
-
-def summary(trainer_name: str, model: str, train_rows: int, held_out, before: dict, after: dict) -> str:
-    """A plain-text table of the held-out figures before and after training."""
-    lines = [f"\n{trainer_name} on {model}: {train_rows} training rows"]
-    if held_out is None:
-        return "\n".join(lines + ["(no held-out split: pass one with --dataset_test_split or --eval_fraction)"])
-    lines += [f"held-out rows: {len(held_out)}", f"{'':<28}{'before':>10}{'after':>10}"]
-    for key, label in SUMMARY_METRICS.items():
-        if key in before and key in after:
-            lines.append(f"{label:<28}{before[key]:>10.4f}{after[key]:>10.4f}")
-    if "eval_rewards/accuracies" in before:
-        lines.append(ACCURACY_NOTE)
-    return "\n".join(lines)
 
 
 def run_experiment_command(argv: list[str]) -> int:
@@ -379,7 +554,8 @@ commands:
   pointwise-dpo   train with point-wise DPO: DPO's implicit reward fitted to labels or scores
   experiment      train every method of the paper's comparison on the same data and print the table
 
-Run `trl-ulma <command> --help` for the flags (TRL's, as for `trl dpo`, plus ours). With no --model_name_or_path
+Run `trl-ulma <command> --help` for the flags that matter (`--help_all`: TRL's, as for `trl dpo`, plus ours);
+`trl-ulma --version` for the versions. With no --model_name_or_path
 and no --dataset_name, `trl-ulma ulma` runs the embedded offline default job.
 
 Errors in the data or the options end with one line (exit code 1); `--debug` (or TRL_ULMA_DEBUG=1) shows the
@@ -413,16 +589,47 @@ def error_line(error: BaseException) -> str:
     return text if type(error) in (ValueError, RowError) else f"{type(error).__name__}: {text}"
 
 
+def version() -> str:
+    from importlib.metadata import version as installed
+
+    packages = ("trl", "transformers", "torch")
+    return f"trl-ulma {installed('trl-ulma')} ({', '.join(f'{name} {installed(name)}' for name in packages)})"
+
+
+def quiet_console() -> None:
+    """Drop the inherited noise that precedes the first step: transformers' FutureWarnings about its own
+    `gradient_checkpointing` names (TRL and the Trainer call them), DeepSpeed's "Setting accelerator to CPU" line
+    (printed at import when it finds no GPU), and the `Map:` / `Filter:` / weight-loading progress bars. The
+    training progress bar and the package's warnings stay."""
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # what DeepSpeed's detection picks, without its warning
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_debug(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        print(version())
+        return 0
     command, rest = argv[0], argv[1:]
     if command not in (*TRAIN_COMMANDS, "experiment"):
         print(f"trl-ulma: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    if not debug:
+        quiet_console()
     try:
         return run_training(command, rest) if command in TRAIN_COMMANDS else run_experiment_command(rest)
     except USER_ERRORS as error:

@@ -118,7 +118,7 @@ def _split_hh(text: Any, index: int, column: str) -> tuple[list[dict[str, str]],
             index,
             column,
             "the last assistant turn is empty",
-            "Fill in the response, or drop the pair (`drop_invalid` drops such pairs).",
+            "Fill in the response, or drop the pair (--drop_invalid, or `drop_invalid=True`, drops such pairs).",
         )
     return messages[:-1], messages[-1:]
 
@@ -134,7 +134,7 @@ def _hh_pair(example: dict[str, Any], index: int) -> dict[str, Any]:
             "rejected",
             f"the dialogue before the last assistant turn differs from `chosen`'s from message {differs_at} on, so "
             "the pair does not answer the same prompt",
-            "Fix or drop the pair (`drop_invalid` drops such pairs).",
+            "Fix or drop the pair (--drop_invalid, or `drop_invalid=True`, drops such pairs).",
         )
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
@@ -176,6 +176,7 @@ def ratings_to_scores(
     higher_is_better: bool = True,
     positive_at: float | None = None,
     score_column: str = "score",
+    drop_invalid: bool = False,
 ) -> Dataset:
     """Map ratings on a bounded scale ``(low, high)`` to scores in [0, 1], linearly, the best end scoring 1.0.
 
@@ -185,7 +186,7 @@ def ratings_to_scores(
     1-5 stars with ``positive_at=4``: 1 -> 0.0, 2 -> 0.25, 3 -> 0.5, 4 and 5 -> 1.0.
 
     The rating column is replaced by ``score_column``. Ratings that are not finite numbers inside the scale raise a
-    ValueError naming the row.
+    ValueError naming the row, or with ``drop_invalid=True`` are dropped, with a warning that counts them.
     """
     columns = column_names(dataset)
     if rating_column not in columns:
@@ -215,12 +216,14 @@ def ratings_to_scores(
                 index,
                 rating_column,
                 f"the rating {rating!r} is not a number inside the scale {tuple(scale)}",
-                "Fix or drop the row, or widen `scale`.",
+                "Fix or drop the row, or widen `scale` (--rating_scale).",
             )
         if positive_at is not None and (rating >= positive_at if higher_is_better else rating <= positive_at):
             return {score_column: 1.0}
         return {score_column: ((rating - low) if higher_is_better else (high - rating)) / (high - low)}
 
+    if drop_invalid:
+        dataset = drop_invalid_rows(dataset, to_score, f"ratings in `{rating_column}`")
     return dataset.map(
         to_score,
         with_indices=True,
@@ -571,14 +574,19 @@ def _convert(dataset: Dataset, data_format: str) -> Dataset:
 
 
 def convert_to_pointwise(
-    dataset: Dataset, data_format: str = "auto", drop_invalid: bool = False, score_type: str | None = None
+    dataset: Dataset,
+    data_format: str = "auto",
+    drop_invalid: bool = False,
+    score_type: str | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Dataset:
     """Rows of ``data_format`` (one of `DATA_FORMATS`; ``auto`` detects it) as point-wise rows, checked row by row
     as the converters and the trainers will check them (``score_type`` as the trainer's, inferred when None).
 
     A bad row raises a ValueError that names the format the rows were read as, the row, the column and the fix;
     with ``drop_invalid=True`` bad rows are dropped instead, and a warning counts them by reason. Point-wise rows
-    are returned unchanged.
+    are returned unchanged. ``report``, when given, receives the ``format`` the rows were read as and the number of
+    rows ``dropped``.
     """
     if data_format not in DATA_FORMATS:
         raise ValueError(f"Unknown data format {data_format!r}: use one of {list(DATA_FORMATS)}.")
@@ -588,8 +596,13 @@ def convert_to_pointwise(
     data_format = detect_format(dataset) if data_format == "auto" else data_format
     try:
         check = _row_check(dataset, data_format, score_type)
+        if report is not None:
+            report |= {"format": data_format, "dropped": 0}
         if drop_invalid:
+            rows = len(dataset)
             dataset = drop_invalid_rows(dataset, check, FORMAT_NAMES[data_format])
+            if report is not None:
+                report["dropped"] = rows - len(dataset)
         else:
             for index, example in enumerate(dataset):
                 check(example, index)

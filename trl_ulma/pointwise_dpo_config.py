@@ -68,7 +68,8 @@ class PointwiseDPOConfig(DPOConfig):
             rows of one prompt share one copy of it, and the training sampler keeps a prompt's rows together (with
             `train_sampling_strategy="random"`). Models whose attention cannot take a packed layout (not sdpa or
             eager, sliding windows, recurrent layers) fall back to `"padded"` with a warning. `padding_free=True`
-            (TRL's option, disabled in its DPOTrainer) means `"padding_free"`.
+            (TRL's option, disabled in its DPOTrainer) turns `"padded"` into `"padding_free"` and keeps the packed
+            layouts as they are.
     """
 
     learning_rate: float = field(
@@ -149,4 +150,13 @@ class PointwiseDPOConfig(DPOConfig):
             self.padding_free = False
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {self.reduction!r}.")
+        if self.bf16 is None and not self.fp16 and not self.use_cpu and not _has_accelerator():
+            self.bf16 = False  # TRL's default bf16=True needs an accelerator (or use_cpu=True): float32 on a CPU
         super().__post_init__()
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    devices = [getattr(torch, name, None) for name in ("cuda", "xpu", "npu")] + [torch.backends.mps]
+    return any(device is not None and device.is_available() for device in devices)

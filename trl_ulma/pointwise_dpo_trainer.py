@@ -5,6 +5,7 @@ reference forwards (TRL's fused LM head, no full-vocabulary logits), reference p
 """
 
 import contextlib
+import copy
 import functools
 import hashlib
 import math
@@ -177,15 +178,30 @@ class PointwiseDPOTrainer(DPOTrainer):
             if option.name not in {f.name for f in fields(DPOConfig)}:
                 setattr(self, option.name, getattr(args, option.name, option.default))
         self.score_type = self.score_type or infer_score_type(columns)
+        if self.score_type == "binary" and not 0 < self.positive_threshold <= 1:
+            raise ValueError(
+                f"`positive_threshold={self.positive_threshold}` with labels in [0, 1] makes every row a "
+                f"{'negative' if self.positive_threshold > 1 else 'positive'}: use a value in (0, 1] (default 1.0)."
+            )
         if self.score_baseline == "prompt" and isinstance(train_dataset, IterableDataset):
             raise ValueError(
                 "`score_baseline='prompt'` groups the rows by prompt, which a stream cannot: use a map-style Dataset, "
                 "or score_baseline='mean' (estimated on the stream's first rows) or a number."
             )
 
+        in_memory = not isinstance(model, str) and not get_config_model_id(model.config)
+        if in_memory and ref_model is None and peft_config is None and not is_peft_model(model):
+            # DPOTrainer would reload the reference from the model's (empty) name: a frozen copy is the same model
+            ref_model = copy.deepcopy(model).requires_grad_(False).eval()
+
         # The point-wise collator is built before `DPOTrainer.__init__`, which would otherwise build the paired one
         # and which already uses the collator when it precomputes reference log-probs.
         if processing_class is None:
+            if in_memory:
+                raise ValueError(
+                    f"{type(self).__name__}: the model was built in memory, so its tokenizer cannot be loaded from its "
+                    "name: pass `processing_class=tokenizer`."
+                )
             model_id, revision = model, (args.model_init_kwargs or {}).get("revision")
             if not isinstance(model, str):
                 model_id, revision = get_config_model_id(model.config), None
@@ -240,7 +256,14 @@ class PointwiseDPOTrainer(DPOTrainer):
             if args.max_length is not None and args.truncation_mode == "keep_start":
                 # As in TRL: a prompt filling `max_length` would leave no completion token to learn from
                 if isinstance(dataset, Dataset):
+                    rows = len(dataset)
                     dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length, **map_kwargs)
+                    if rows and not len(dataset):
+                        raise ValueError(
+                            f"{dataset_name} dataset: every one of its {rows} rows has a prompt of >= "
+                            f"max_length={args.max_length} tokens, so no row is left. Raise `max_length` "
+                            "(--max_length) or use truncation_mode='keep_end' (--truncation_mode keep_end)."
+                        )
                 else:  # streamed: counted as the rows pass
                     dataset = dataset.filter(PromptFitsFilter(args.max_length, dataset_name))
         if self.score_baseline == "prompt" and hasattr(self, "_mean_score"):  # an eval set given to `evaluate`

@@ -1,6 +1,6 @@
 """What the implicit reward is fitted to: the baseline beta * log Z(x) and the scale of continuous scores.
 
-The derivation (README, "Scores and baselines"): the KL-regularised optimum pi* = pi_ref * exp(r / beta) / Z(x) gives
+The derivation (docs/scores-baselines-scales.md): the KL-regularised optimum pi* = pi_ref * exp(r / beta) / Z(x) gives
 r(x, y) = beta * h*(x, y) + beta * log Z(x), with beta * log Z(x) = beta * log E_{pi_ref}[exp(r / beta)], the soft value
 of x under the reference. To first order in r / beta it is the reference's mean reward at x, which the data estimate
 by the mean score (over the training set, or over a prompt's own rated completions). Point-wise DPO fits

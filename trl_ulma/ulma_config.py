@@ -25,7 +25,7 @@ class ULMAConfig(PointwiseDPOConfig):
             positive's (`trl_ulma.losses.balanced_preference_weight`). The push still fades as a negative falls below
             the reference, so beta sets how far negatives go and this sets how hard. `None` is the paper's plain sum
             of the two terms, where the share is beta / 2 (0.05 at beta = 0.1: ULMA then barely moves away from
-            negatives). The default comes from `benchmarks/ulma_sensitivity.py` (see the README).
+            negatives). The default comes from `benchmarks/ulma_sensitivity.py` (docs/alignment-quality.md).
     """
 
     reduction: str = field(
