@@ -3,6 +3,7 @@
 from .losses import LossOutput, pointwise_dpo_loss, sequence_logps, ulma_loss, unlikelihood_loss
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .pointwise_dpo_trainer import DataCollatorForPointwisePreference, PointwiseDPOTrainer
+from .reward_loop import RewardLoopConfig, run_reward_loop
 from .ulma_config import ULMAConfig
 from .ulma_trainer import ULMATrainer
 from .unlikelihood_config import UnlikelihoodConfig
@@ -16,11 +17,13 @@ __all__ = [
     "LossOutput",
     "PointwiseDPOConfig",
     "PointwiseDPOTrainer",
+    "RewardLoopConfig",
     "ULMAConfig",
     "ULMATrainer",
     "UnlikelihoodConfig",
     "UnlikelihoodTrainer",
     "pointwise_dpo_loss",
+    "run_reward_loop",
     "sequence_logps",
     "ulma_loss",
     "unlikelihood_loss",

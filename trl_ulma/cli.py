@@ -552,6 +552,7 @@ USAGE = """usage: trl-ulma <command> [flags]
 commands:
   ulma            train with ULMA: SFT on positives, point-wise DPO on negatives
   pointwise-dpo   train with point-wise DPO: DPO's implicit reward fitted to labels or scores
+  reward-loop     sample, score with reward functions, train ULMA / point-wise DPO on the scores, repeat
   experiment      train every method of the paper's comparison on the same data and print the table
 
 Run `trl-ulma <command> --help` for the flags that matter (`--help_all`: TRL's, as for `trl dpo`, plus ours);
@@ -615,6 +616,15 @@ def quiet_console() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _run_reward_loop(argv: list[str]) -> int:
+    from .cli_reward_loop import run_reward_loop_command
+
+    return run_reward_loop_command(argv)
+
+
+OTHER_COMMANDS = {"reward-loop": _run_reward_loop, "experiment": run_experiment_command}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_debug(argv)
@@ -625,13 +635,13 @@ def main(argv: list[str] | None = None) -> int:
         print(version())
         return 0
     command, rest = argv[0], argv[1:]
-    if command not in (*TRAIN_COMMANDS, "experiment"):
+    if command not in (*TRAIN_COMMANDS, *OTHER_COMMANDS):
         print(f"trl-ulma: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     if not debug:
         quiet_console()
     try:
-        return run_training(command, rest) if command in TRAIN_COMMANDS else run_experiment_command(rest)
+        return run_training(command, rest) if command in TRAIN_COMMANDS else OTHER_COMMANDS[command](rest)
     except USER_ERRORS as error:
         if debug:
             raise

@@ -38,3 +38,24 @@ def load_demo_dataset(split: str = "train") -> Dataset:
             if row["split"] == split
         ]
     )
+
+
+_TITLE_WORDS = (
+    ("Silent", "Crimson", "Last", "Hidden", "Broken", "Golden", "Midnight", "Endless", "Frozen", "Wandering"),
+    ("Harbor", "Orchard", "Signal", "Kingdom", "River", "Machine", "Garden", "Frontier", "Letter", "Lighthouse"),
+)
+_REVIEW_REQUESTS = (
+    "Write a two-sentence review of the movie {title}.",
+    "In two sentences, tell me what you thought of the film {title}.",
+)
+
+
+def review_prompts(n: int = 100) -> Dataset:
+    """``n`` requests for a short movie review (at most 200), one user message each, with invented titles: the
+    prompts of the reward loop's default job and of `benchmarks/reward_frontier.py`, where a sentiment reward
+    (`trl_ulma.rewards.vader_sentiment`) varies across the base model's answers. Column: ``prompt``."""
+    titles = [f"The {a} {b}" for b in _TITLE_WORDS[1] for a in _TITLE_WORDS[0]]
+    requests = [request.format(title=title) for request in _REVIEW_REQUESTS for title in titles]
+    if not 1 <= n <= len(requests):
+        raise ValueError(f"`n` must be in [1, {len(requests)}], got {n}.")
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": text}]} for text in requests[:n]])

@@ -1,0 +1,143 @@
+"""`trl-ulma reward-loop`: sample K answers per prompt, score them with reward functions, train ULMA or point-wise
+DPO on the scores, repeat (`trl_ulma.reward_loop`). Reward flags as `trl grpo`'s: `--reward_funcs`,
+`--reward_weights`, `--reward_model_name_or_path`, `--num_generations`.
+
+With no `--dataset_name` and no reward it runs the embedded default job: the offline default model writes short movie
+reviews (`trl_ulma.demo.review_prompts`) and VADER's sentiment (`trl_ulma.rewards.vader_sentiment`) scores them.
+"""
+
+import logging
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+# The embedded default job, sized for 2 CPU cores (each value overridable): 40 training and 40 held-out prompts
+DEFAULT_LOOP = {
+    "reward_funcs": ["trl_ulma.rewards.vader_sentiment"],
+    "eval_fraction": 0.5,
+    "beta": 0.5,
+    "learning_rate": 3e-5,
+    "num_train_epochs": 2,
+    "max_length": 192,
+    "gradient_checkpointing": False,
+    "logging_steps": 5,
+}
+DEFAULT_PROMPTS = 80
+RESULT_COLUMNS = {  # results.json key: column title
+    "samples/reward": "samples' reward",
+    "eval/reward": "held-out reward",
+    "eval/kl": "KL to initial",
+    "eval/length": "length",
+    "eval/eos": "ended",
+    "eval/repetition": "repeated 3-grams",
+}
+
+
+def _trainer_of(argv: list[str]) -> str:
+    """`--trainer` from the flags or the `--config` YAML, before parsing (it picks the config class)."""
+    if "--trainer" in argv:
+        return argv[argv.index("--trainer") + 1]
+    if "--config" in argv:
+        return (yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {}).get("trainer", "ulma")
+    return "ulma"
+
+
+def _parser(trainer: str, defaults: dict[str, Any]):
+    from trl import ModelConfig, ScriptArguments, TrlParser
+
+    from .cli import _own_options_first
+    from .reward_loop import TRAINERS, RewardLoopArguments
+
+    config_class = TRAINERS.get(trainer, TRAINERS["ulma"])[1]
+    parser = TrlParser(
+        (ScriptArguments, config_class, ModelConfig, RewardLoopArguments),
+        prog="trl-ulma reward-loop",
+        usage="trl-ulma reward-loop [--dataset_name PROMPTS] [--reward_funcs F ...] [flags] [--config run.yaml]",
+        description=__doc__,
+        allow_abbrev=False,
+    )
+    parser.set_defaults(**defaults)
+    _own_options_first(parser, {option.name for option in fields(RewardLoopArguments)} | {"beta", "learning_rate"})
+    return parser
+
+
+def _prompts(script_args, loop_args):
+    from .demo import review_prompts
+    from .files import load_data
+
+    if script_args.dataset_name is None:
+        return review_prompts(DEFAULT_PROMPTS)
+    prompts = load_data(script_args.dataset_name, script_args.dataset_config)[script_args.dataset_train_split]
+    column = loop_args.prompt_column
+    if column not in prompts.column_names:
+        raise ValueError(
+            f"--dataset_name {script_args.dataset_name}: no `{column}` column (columns: {prompts.column_names}). "
+            "Pass the prompts' column with --prompt_column."
+        )
+    if column != "prompt":
+        prompts = prompts.remove_columns([c for c in ("prompt",) if c in prompts.column_names])
+        prompts = prompts.rename_column(column, "prompt")
+    return prompts
+
+
+def results_table(rounds: list[dict[str, Any]]) -> str:
+    """Each round's figures, round 0 the initial model."""
+    lines = [f"{'round':<7}" + "".join(f"{title:>18}" for title in RESULT_COLUMNS.values())]
+    for metrics in rounds:
+        cells = [metrics.get(key) for key in RESULT_COLUMNS]
+        lines.append(f"{metrics['round']:<7}" + "".join(f"{'-' if v is None else f'{v:.4f}':>18}" for v in cells))
+    return "\n".join(lines)
+
+
+def run_reward_loop_command(argv: list[str]) -> int:
+    """Parse the flags, run the rounds (resuming a run in --output_dir), print each round's figures."""
+    from .cli import _explicit_keys, short_help
+    from .reward_loop import run_reward_loop
+    from .rewards import load_reward_funcs
+
+    explicit = _explicit_keys(argv)
+    defaults: dict[str, Any] = {"output_dir": "outputs/reward-loop", "report_to": "none"}
+    if not explicit & {"dataset_name", "reward_funcs", "reward_model_name_or_path", "help", "h", "help_all"}:
+        defaults |= {key: value for key, value in DEFAULT_LOOP.items() if key not in explicit}
+    parser = _parser(_trainer_of(argv), defaults)
+    if "--help_all" in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    if {"-h", "--help"} & set(argv):
+        print(short_help(parser, "reward-loop"))
+        raise SystemExit(0)
+    *parsed, from_config, from_flags = parser.parse_args_and_config(
+        argv, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    if from_config or from_flags:
+        parser.error(f"unrecognized arguments {from_config or ' '.join(from_flags)} (see `trl-ulma reward-loop --help`)")
+    script_args, training_args, model_args, loop_args = parsed
+    if not loop_args.reward_funcs and loop_args.reward_model_name_or_path is None:
+        raise ValueError("No reward: pass --reward_funcs (e.g. trl_ulma.rewards.vader_sentiment) and/or "
+                         "--reward_model_name_or_path.")
+    funcs = load_reward_funcs(loop_args.reward_funcs, loop_args.reward_model_name_or_path)
+
+    model = model_args.model_name_or_path
+    if model is None:
+        from .default_models import default_model_path
+
+        model = str(default_model_path())
+    config_fields = {option.name for option in fields(type(training_args))} - {"output_dir"}
+    training = {key: getattr(training_args, key) for key in explicit | set(defaults) if key in config_fields}
+    training.pop("report_to", None)
+    config = loop_args.to_config(training_args.output_dir, training)
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("trl_ulma.reward_loop").setLevel(logging.INFO)
+    result = run_reward_loop(
+        model, _prompts(script_args, loop_args), funcs, loop_args.reward_weights, config,
+        overwrite=loop_args.overwrite_output_dir,
+    )
+    print(f"\nreward loop on {model}: {config.rounds} rounds of {config.num_generations} samples per prompt, "
+          f"{config.trainer}, reference: {config.reference} model")
+    print(results_table(result["rounds"]))
+    print(f"(KL to the initial model: sum over a sample's tokens of log pi - log pi_0, mean over held-out samples)\n"
+          f"Rounds saved in {result['output_dir']}; the last policy: {result['model']}")
+    return 0

@@ -1,0 +1,618 @@
+"""The reward-function loop: sample K answers per prompt from the policy, score them, train point-wise DPO or ULMA on
+the scored rows, repeat. GRPO's reward functions (`trl_ulma.rewards`), trained offline round by round.
+
+Each round r = 1..R writes ``output_dir/round_{r}/``:
+    samples.jsonl   K samples per training prompt from the current policy (seed + r): the prompt's columns,
+                    ``completion``, its generated ``completion_ids`` and ``eos`` (whether it ended with EOS)
+    scored.jsonl    point-wise rows ``prompt``, ``completion``, ``score``, ``reward``, ``eos`` (`reward_targets`),
+                    readable by `trl_ulma.files.load_data` and `trl-ulma ulma --dataset_name`; ``scoring.json`` counts
+                    the samples without a reward, the constant prompts dropped and the positives
+    model/          the policy trained from the current one (with its tokenizer, ``train_results.json`` and
+                    ``trainer_state.json``)
+    metrics.json    the round's samples' mean reward (they come from the previous policy), the counts, the training
+                    metrics and, on held-out prompts, the new policy's figures: mean reward of its own samples, KL to
+                    the initial model estimated on them, length, repetition, distinct 3-grams
+``round_0/metrics.json`` holds the initial model's held-out figures, ``loop.json`` the config, ``results.json`` the
+table of rounds. Held-out samples use the same seed every round (common random numbers across rounds); with
+``temperature=1`` and ``top_p=1`` (the defaults) they come from the policy itself and the KL estimate is unbiased.
+The trainers end text completions with EOS, also those cut at ``max_new_tokens`` (``eos`` false), which teaches the
+policy to stop there: keep ``max_new_tokens`` above the answers' length.
+
+Reference. With ``reference="initial"`` every round's optimum is the same pi_0 * exp(r / beta) / Z: the rounds refine
+the fit on samples from the improving policy, and the KL to pi_0 stays regularised. With ``"previous"`` round t's
+optimum is pi_{t-1} * exp(r / beta) / Z, so after T rounds pi_0 * exp(T * r / beta) / Z: beta / T, the regularisation
+weakening each round (more reward, more drift). The default is "initial".
+
+Resume: each stage writes its output atomically (a temporary file or folder, then a rename) and is skipped when the
+output exists, so a killed run restarted with the same config goes on at the round and stage it stopped in. A stage
+that runs again removes what was derived from its old output: the round's later stages and the later rounds.
+``rounds`` may grow between runs; another change of the config (or of the model, reward functions or prompts) in an
+existing ``output_dir`` stops, unless ``overwrite=True``, which starts over.
+"""
+
+import gc
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from trl.trainer.utils import create_model_from_path, pad
+
+from .data import split_by_prompt
+from .evaluation import (
+    GenerationSettings,
+    _by_length,
+    _device,
+    _prompt_ids,
+    as_completion,
+    batch_completion_logps,
+)
+from .pointwise_dpo_config import PointwiseDPOConfig
+from .pointwise_dpo_trainer import PointwiseDPOTrainer
+from .reward_targets import POSITIVES, reward_rows
+from .rewards import RewardFunc, load_reward_funcs, reward_name, score_completions
+from .ulma_config import ULMAConfig
+from .ulma_trainer import ULMATrainer
+
+
+logger = logging.getLogger(__name__)
+
+TRAINERS = {"ulma": (ULMATrainer, ULMAConfig), "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig)}
+REFERENCES = ("initial", "previous")
+# A stage's outputs, in order: it is done when they all exist
+STAGES = {
+    "sample": ("samples.jsonl",),
+    "score": ("scored.jsonl", "scoring.json"),
+    "train": ("model",),
+    "evaluate": ("metrics.json",),
+}
+
+
+@dataclass
+class RewardLoopConfig:
+    """How the loop runs. ``eval_prompts``: prompts held out of ``prompts`` for the held-out figures (a count, or a
+    fraction if < 1), when no held-out dataset is given. ``training``: fields of the trainer's config
+    (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults: ``report_to="none"``, ``save_strategy="no"``,
+    ``seed``, on a machine without GPU ``use_cpu=True`` and ``bf16=False``, and for point-wise DPO
+    ``score_baseline="prompt"`` (each prompt's mean reward estimates beta * log Z(x), see `reward_targets`)."""
+
+    output_dir: str
+    rounds: int = 2
+    num_generations: int = 4
+    trainer: str = "ulma"
+    reference: str = "initial"
+    positives: str = "best"
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    generation_batch_size: int = 16
+    max_prompt_length: int = 256
+    seed: int = 0
+    eval_prompts: float | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        choices = {"trainer": list(TRAINERS), "reference": list(REFERENCES), "positives": list(POSITIVES)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        for name in ("rounds", "max_new_tokens", "generation_batch_size", "max_prompt_length"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {getattr(self, name)!r}.")
+        if not isinstance(self.num_generations, int) or self.num_generations < 2:
+            raise ValueError(
+                f"`num_generations` must be an integer >= 2 (one sample per prompt carries no preference), got "
+                f"{self.num_generations!r}."
+            )
+        if not self.temperature > 0:
+            raise ValueError(f"`temperature` must be > 0, got {self.temperature!r}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"`top_p` must be in (0, 1], got {self.top_p!r}.")
+        if self.eval_prompts is not None and not self.eval_prompts > 0:
+            raise ValueError(f"`eval_prompts` must be a count, a fraction < 1 or None, got {self.eval_prompts!r}.")
+        config_class = TRAINERS[self.trainer][1]
+        known = {option.name for option in fields(config_class)} - {"output_dir"}
+        if unknown := [key for key in self.training if key not in known]:
+            raise ValueError(
+                f"`training` option {unknown[0]!r} is not a {config_class.__name__} field the loop takes "
+                "(output_dir is the loop's)."
+            )
+
+    def training_args(self, output_dir: str | Path) -> PointwiseDPOConfig:
+        """The trainer's config: the loop's defaults, then ``training``."""
+        defaults: dict[str, Any] = {"report_to": "none", "save_strategy": "no", "seed": self.seed}
+        if not torch.cuda.is_available() and not {"use_cpu", "bf16", "fp16"} & set(self.training):
+            defaults |= {"use_cpu": True, "bf16": False}  # TRL defaults to bf16, which needs a GPU
+        if self.trainer == "pointwise_dpo":
+            defaults["score_baseline"] = "prompt"
+        return TRAINERS[self.trainer][1](output_dir=str(output_dir), **(defaults | self.training))
+
+
+@dataclass
+class RewardLoopArguments:
+    """The loop's command-line options (`trl.TrlParser`), named as `trl grpo`'s where it has them."""
+
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Reward functions: names of `trl.rewards` functions (e.g. `think_format_reward`) or dotted import "
+            "paths (`my_rewards.reward`, importable from the working directory; "
+            "`trl_ulma.rewards.vader_sentiment` is an offline sentiment reward)."
+        },
+    )
+    reward_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Weight of each reward (the reward model first, then --reward_funcs in order); default all 1.0."
+        },
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A sequence-classification reward model (its logit of class 0 is the reward)."},
+    )
+    num_generations: int = field(default=4, metadata={"help": "Samples per prompt and round (K)."})
+    rounds: int = field(default=2, metadata={"help": "Rounds of sample, score, train."})
+    trainer: str = field(
+        default="ulma", metadata={"help": "The trainer of each round.", "choices": list(TRAINERS)}
+    )
+    reference: str = field(
+        default="initial",
+        metadata={
+            "help": "Reference of each round: the initial model (the same regularised optimum every round) or the "
+            "previous round's policy (regularisation beta / T after T rounds).",
+            "choices": list(REFERENCES),
+        },
+    )
+    positives: str = field(
+        default="best",
+        metadata={
+            "help": "Rows given score 1 (ULMA's positives): each prompt's best sample, those above their prompt's "
+            "mean reward, or none.",
+            "choices": list(POSITIVES),
+        },
+    )
+    max_new_tokens: int = field(default=48, metadata={"help": "Maximum tokens of a sample."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    prompt_column: str = field(default="prompt", metadata={"help": "The prompts' column in --dataset_name."})
+    eval_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Share of prompts held out for the held-out reward and KL of each round (0: none)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an --output_dir that holds a run of another setup (else it resumes or stops)."},
+    )
+
+    def to_config(self, output_dir: str, training: dict[str, Any] | None = None) -> RewardLoopConfig:
+        """The loop's config from these options (``prompt_column`` is the caller's: rename it to ``prompt``)."""
+        return RewardLoopConfig(
+            output_dir=output_dir,
+            rounds=self.rounds,
+            num_generations=self.num_generations,
+            trainer=self.trainer,
+            reference=self.reference,
+            positives=self.positives,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            eval_prompts=self.eval_fraction or None,
+            training=dict(training or {}),
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sampling, KL and fluency
+# --------------------------------------------------------------------------------------------------------------------
+class Sample(NamedTuple):
+    """One generated answer: the prompt's token ids, the generated ids (up to and with the first EOS), whether it
+    ended with EOS, and its text (decoded without special tokens)."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    eos: bool
+    text: str
+
+
+@torch.no_grad()
+def sample_completions(
+    model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings, desc: str = ""
+) -> list[Sample]:
+    """One sample per prompt (text or messages), as `evaluation.generate` draws it, keeping the generated token ids;
+    reproducible from ``settings.seed``; a progress bar with ``desc``."""
+    set_seed(settings.seed)
+    device = next(model.parameters()).device
+    stop = model.generation_config.eos_token_id
+    stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
+    prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+    bar = tqdm(total=len(prompts), desc=desc, unit="sample")
+
+    def run(indices: list[int]) -> list[Sample]:
+        ids = [torch.tensor(prompt_ids[i]) for i in indices]
+        input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
+        attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(stop),
+            **sampling,
+        )
+        samples = []
+        for i, generated in zip(indices, output[:, input_ids.size(1) :].tolist(), strict=True):
+            end = next((n + 1 for n, token in enumerate(generated) if token in stop), None)
+            completion = generated[:end]  # what follows the first EOS is padding
+            text = tokenizer.decode(completion, skip_special_tokens=True)
+            samples.append(Sample(prompt_ids[i], completion, end is not None, text))
+        bar.update(len(indices))
+        return samples
+
+    samples = _by_length([len(ids) for ids in prompt_ids], settings.batch_size, run)
+    bar.close()
+    return samples
+
+
+def sample_kl(
+    policy,
+    reference,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    batch_size: int = 16,
+) -> tuple[float, list[float]]:
+    """KL(policy || reference) estimated on samples of the policy: per sample, the sum over its generated tokens of
+    log pi - log pi_ref, scored on the generated ids themselves; their mean, and the per-sample values."""
+    device = next(policy.parameters()).device
+    sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    masks = [[0] * len(p) + [1] * len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+
+    def log_ratios(indices: list[int]) -> list[float]:
+        input_ids = pad([torch.tensor(sequences[i]) for i in indices], padding_value=tokenizer.pad_token_id)
+        completion_mask = pad([torch.tensor(masks[i]) for i in indices])
+        attention_mask = pad([torch.ones(len(sequences[i]), dtype=torch.long) for i in indices])
+        batch = [t.to(device) for t in (input_ids, attention_mask, completion_mask)]
+        policy_logps, _ = batch_completion_logps(policy, *batch)
+        reference_logps, _ = batch_completion_logps(reference, *batch)
+        return (policy_logps - reference_logps).tolist()
+
+    values = _by_length([len(s) for s in sequences], batch_size, log_ratios)
+    return sum(values) / len(values), values
+
+
+def _ngrams(ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+
+
+def repetition_rate(completion_ids: Sequence[Sequence[int]], n: int = 3) -> float:
+    """Mean over samples of the share of a sample's token n-grams that repeat an earlier one of the same sample
+    (0 for a sample shorter than n): degenerate loops score near 1."""
+    rates = []
+    for ids in completion_ids:
+        grams = _ngrams(ids, n)
+        rates.append((len(grams) - len(set(grams))) / len(grams) if grams else 0.0)
+    return sum(rates) / len(rates)
+
+
+def distinct_ngrams(completion_ids: Sequence[Sequence[int]], n: int = 3) -> float:
+    """Distinct-n: the share of distinct token n-grams among all the samples' n-grams (1 without any); a policy that
+    gives every prompt the same answer scores low."""
+    grams = [gram for ids in completion_ids for gram in _ngrams(ids, n)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------------------------------
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    _write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    _write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _round_dirs(output_dir: Path) -> list[Path]:
+    return [p for p in output_dir.glob("round_*") if p.is_dir() and p.name.removeprefix("round_").isdigit()]
+
+
+def _done(round_dir: Path, stage: str) -> bool:
+    return all((round_dir / name).exists() for name in STAGES[stage])
+
+
+def _redo(output_dir: Path, round_index: int, stage: str) -> None:
+    """Before ``stage`` (sample, score or train) of a round runs (again): remove what its old output fed, the round's
+    later stages and the later rounds."""
+    later = list(STAGES)[list(STAGES).index(stage) + 1 :]
+    for name in [name for s in later for name in STAGES[s]]:
+        _remove(output_dir / f"round_{round_index}" / name)
+    for folder in _round_dirs(output_dir):
+        if int(folder.name.removeprefix("round_")) > round_index:
+            logger.info(f"{folder.name}: removed, it was derived from round {round_index}'s old {stage} stage")
+            shutil.rmtree(folder)
+
+
+def _digest(prompts: Dataset | None) -> str | None:
+    if prompts is None:
+        return None
+    return hashlib.sha256(json.dumps(prompts.to_list(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_run(output_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Write ``loop.json``, after checking that a run already in ``output_dir`` has the same record (``rounds`` and
+    the folder's name aside); ``overwrite`` removes the run's outputs (round folders, results) instead."""
+    path = output_dir / "loop.json"
+    if not path.exists() and _round_dirs(output_dir) and not overwrite:
+        raise ValueError(
+            f"{output_dir} has round folders but no loop.json, so their setup is unknown: use another output_dir, or "
+            "overwrite=True to start over."
+        )
+    if overwrite:
+        for folder in _round_dirs(output_dir):
+            shutil.rmtree(folder)
+        _remove(output_dir / "results.json")
+    elif path.exists():
+        old, new = json.loads(path.read_text()), json.loads(json.dumps(record, default=str))
+        changed = [
+            f"config.{key}"
+            for key, value in new["config"].items()
+            if key not in ("rounds", "output_dir") and old["config"].get(key) != value
+        ]
+        changed += [key for key, value in new.items() if key != "config" and old.get(key) != value]
+        if changed:
+            raise ValueError(
+                f"{output_dir} holds a reward loop run with another setup (changed: {', '.join(changed)}): use another "
+                "output_dir, the same setup to resume it, or overwrite=True to start over."
+            )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(path, record)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------------------
+def _load_policy(path: str | Path):
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(_device()).eval()
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _columns(rows: Sequence[dict[str, Any]], leave: Sequence[str]) -> dict[str, list]:
+    """The rows' columns as lists, less ``leave``."""
+    return {key: [row[key] for row in rows] for key in rows[0] if key not in leave}
+
+
+class _Loop:
+    """One run of `run_reward_loop`: its inputs and the stages of a round."""
+
+    def __init__(self, model, prompts, funcs, weights, config, tokenizer, eval_prompts):
+        self.model, self.prompts, self.funcs, self.weights = model, prompts, funcs, weights
+        self.config, self.tokenizer, self.eval_prompts = config, tokenizer, eval_prompts
+        self.output_dir = Path(config.output_dir)
+
+    def settings(self, seed: int) -> GenerationSettings:
+        c = self.config
+        return GenerationSettings(
+            max_new_tokens=c.max_new_tokens,
+            max_prompt_length=c.max_prompt_length,
+            batch_size=c.generation_batch_size,
+            do_sample=True,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            seed=seed,
+        )
+
+    def policy(self, round_index: int) -> str:
+        """The policy after ``round_index`` rounds."""
+        return self.model if round_index == 0 else str(self.output_dir / f"round_{round_index}" / "model")
+
+    def draw(self, policy, rows: list[dict[str, Any]], seed: int, desc: str) -> tuple[list[dict], list[Sample]]:
+        """K samples of ``policy`` per row: as rows (the prompt's columns, the completion, its ids and ``eos``), and
+        as drawn."""
+        repeated = [row for row in rows for _ in range(self.config.num_generations)]
+        samples = sample_completions(policy, self.tokenizer, [r["prompt"] for r in repeated], self.settings(seed), desc)
+        return [
+            row | {"completion": as_completion(row["prompt"], s.text), "completion_ids": s.completion_ids, "eos": s.eos}
+            for row, s in zip(repeated, samples, strict=True)
+        ], samples
+
+    def score(self, samples: list[dict[str, Any]]) -> list[float | None]:
+        """The samples' rewards; the reward functions get every column but the prompt and completion, as in GRPO."""
+        prompts, completions = [s["prompt"] for s in samples], [s["completion"] for s in samples]
+        return score_completions(
+            self.funcs, self.weights, prompts, completions, _columns(samples, ("prompt", "completion"))
+        )
+
+    # Stages ---------------------------------------------------------------------------------------------------------
+    def sample(self, r: int, folder: Path) -> None:
+        policy = _load_policy(self.policy(r - 1))
+        rows, _ = self.draw(policy, self.prompts.to_list(), self.config.seed + r, f"round {r}: sampling")
+        del policy
+        _write_jsonl(folder / "samples.jsonl", rows)
+
+    def build_rows(self, r: int, folder: Path) -> None:
+        samples = _read_jsonl(folder / "samples.jsonl")
+        rewards = self.score(samples)
+        rows, report = reward_rows(
+            [s["prompt"] for s in samples],
+            [s["completion"] for s in samples],
+            rewards,
+            self.config.positives,
+            extra_columns={"eos": [s["eos"] for s in samples]},
+        )
+        scored = [reward for reward in rewards if reward is not None]
+        mean = sum(scored) / len(scored) if scored else None
+        counts = asdict(report) | {"samples": len(samples), "mean_reward": mean}
+        if not rows:
+            raise ValueError(
+                f"Round {r}: no training rows: of {len(samples)} samples {report.skipped_none} got no reward and "
+                f"{report.skipped_empty} are empty, and {report.constant_prompts} prompts got the same reward for all "
+                "their other samples. Raise num_generations or temperature, or check the reward functions."
+            )
+        _write_json(folder / "scoring.json", counts)
+        _write_jsonl(folder / "scored.jsonl", rows)
+
+    def train(self, r: int, folder: Path) -> None:
+        temporary = folder / "model.tmp"
+        _remove(temporary)
+        args = self.config.training_args(temporary)
+        start = self.policy(r - 1)
+        reference = self.model if self.config.reference == "initial" else start
+        ref_model = None  # DPOTrainer's copy of the policy
+        if reference != start:
+            ref_model = create_model_from_path(reference, **dict(args.model_init_kwargs or {}))
+        trainer_class = TRAINERS[self.config.trainer][0]
+        trainer = trainer_class(
+            model=start,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=Dataset.from_list(_read_jsonl(folder / "scored.jsonl")),
+            processing_class=self.tokenizer,
+        )
+        result = trainer.train()
+        trainer.save_model(str(temporary))  # the model and its tokenizer
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+        del trainer, ref_model
+        _free()
+        os.replace(temporary, folder / "model")
+
+    def evaluate(self, r: int) -> dict[str, float]:
+        """The held-out figures of the policy after ``r`` rounds (none without held-out prompts)."""
+        if self.eval_prompts is None:
+            return {}
+        policy = _load_policy(self.policy(r))
+        initial = policy if r == 0 else _load_policy(self.model)
+        rows, samples = self.draw(policy, self.eval_prompts.to_list(), self.config.seed, f"round {r}: held-out")
+        rewards = [reward for reward in self.score(rows) if reward is not None]
+        ids = [s.completion_ids for s in samples]
+        kl, _ = sample_kl(
+            policy, initial, self.tokenizer, [s.prompt_ids for s in samples], ids, self.config.generation_batch_size
+        )
+        del policy, initial
+        _free()
+        return {
+            "eval/reward": sum(rewards) / len(rewards) if rewards else None,
+            "eval/skipped": len(samples) - len(rewards),
+            "eval/kl": kl,
+            "eval/length": sum(map(len, ids)) / len(ids),
+            "eval/eos": sum(s.eos for s in samples) / len(samples),
+            "eval/repetition": repetition_rate(ids),
+            "eval/distinct_3": distinct_ngrams(ids),
+        }
+
+    def round(self, r: int) -> dict[str, Any]:
+        """Round ``r``'s stages, each unless its output exists; its metrics."""
+        folder = self.output_dir / f"round_{r}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if r > 0:
+            for stage, run in (("sample", self.sample), ("score", self.build_rows), ("train", self.train)):
+                if not _done(folder, stage):
+                    _redo(self.output_dir, r, stage)
+                    run(r, folder)
+        if not _done(folder, "evaluate"):
+            metrics: dict[str, Any] = {"round": r, "model": self.policy(r)}
+            if r > 0:
+                scoring = json.loads((folder / "scoring.json").read_text())
+                metrics |= {"samples/reward": scoring.pop("mean_reward")}
+                metrics |= {f"samples/{key}": value for key, value in scoring.items()}
+                train = json.loads((folder / "model" / "train_results.json").read_text())
+                metrics |= {f"train/{key.removeprefix('train_')}": value for key, value in train.items()}
+            _write_json(folder / "metrics.json", metrics | self.evaluate(r))
+        return json.loads((folder / "metrics.json").read_text())
+
+
+def _log_round(metrics: dict[str, Any], rounds: int) -> None:
+    def number(key: str, unit: str = "") -> str:
+        value = metrics.get(key)
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}{unit}"
+
+    parts = [f"round {metrics['round']}/{rounds}"]
+    if "samples/reward" in metrics:
+        parts.append(f"samples' reward {number('samples/reward')} ({metrics['samples/rows']} rows)")
+    if "eval/reward" in metrics:
+        parts.append(f"held-out reward {number('eval/reward')}, KL to the initial model {number('eval/kl', ' nats')}")
+    logger.info(" | ".join(parts))
+
+
+def run_reward_loop(
+    model: str,
+    prompts: Dataset,
+    reward_funcs: RewardFunc | str | Sequence[RewardFunc | str],
+    reward_weights: Sequence[float] | None = None,
+    config: RewardLoopConfig | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    eval_prompts: Dataset | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Sample, score, train, ``config.rounds`` times, from ``model`` (a local folder or Hub id) on ``prompts`` (a
+    ``prompt`` column, text or messages; the other columns go to the reward functions).
+
+    ``reward_funcs``: callables ``f(prompts, completions, **columns)`` or names (`rewards.load_reward_funcs`),
+    combined by ``reward_weights``. ``eval_prompts``: held-out prompts (else ``config.eval_prompts`` of ``prompts``).
+    Resumes a run in ``config.output_dir`` (see the module docstring). Returns ``output_dir``, ``model`` (the last
+    policy) and ``rounds`` (each round's metrics, round 0 the initial model).
+    """
+    config = config or RewardLoopConfig(output_dir="outputs/reward-loop")
+    if "prompt" not in prompts.column_names or len(prompts) == 0:
+        raise ValueError(f"The prompts need a `prompt` column and rows (columns: {prompts.column_names}).")
+    if eval_prompts is not None and config.eval_prompts is not None:
+        raise ValueError("Held-out prompts given twice: pass `eval_prompts` or set `config.eval_prompts`, not both.")
+    if config.eval_prompts is not None:
+        prompts, eval_prompts = split_by_prompt(prompts, config.eval_prompts, seed=config.seed)
+    if callable(reward_funcs) or isinstance(reward_funcs, str):
+        reward_funcs = [reward_funcs]
+    funcs = [f if callable(f) else load_reward_funcs([f])[0] for f in reward_funcs]
+    weights = [1.0] * len(funcs) if reward_weights is None else [float(w) for w in reward_weights]
+    if len(weights) != len(funcs):
+        raise ValueError(f"{len(weights)} reward weights for {len(funcs)} reward functions: give one per function.")
+    tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+
+    output_dir = Path(config.output_dir)
+    record = {
+        "config": asdict(config),
+        "model": str(model),
+        "reward_funcs": [reward_name(f) for f in funcs],
+        "reward_weights": weights,
+        "prompts": {"rows": len(prompts), "sha256": _digest(prompts)},
+        "eval_prompts": None if eval_prompts is None else {"rows": len(eval_prompts), "sha256": _digest(eval_prompts)},
+    }
+    _check_run(output_dir, record, overwrite)
+    loop = _Loop(str(model), prompts, funcs, weights, config, tokenizer, eval_prompts)
+    history = []
+    for r in range(config.rounds + 1):
+        history.append(loop.round(r))
+        _log_round(history[-1], config.rounds)
+    _write_json(output_dir / "results.json", {"rounds": history})
+    return {"output_dir": str(output_dir), "model": loop.policy(config.rounds), "rounds": history}
