@@ -18,15 +18,10 @@ from trl_ulma import RewardLoopConfig, ULMAConfig, ULMATrainer, reward_loop, run
 from trl_ulma.evaluation import GenerationSettings, generate
 from trl_ulma.files import load_data
 from trl_ulma.formats import convert_to_pointwise
-from trl_ulma.reward_loop import (
-    RewardLoopArguments,
-    distinct_ngrams,
-    repetition_rate,
-    sample_completions,
-    sample_kl,
-)
+from trl_ulma.reward_loop import RewardLoopArguments
 from trl_ulma.reward_targets import BELOW_ONE, RowsReport, reward_rows
 from trl_ulma.rewards import RewardModel, load_reward_funcs, score_completions, vader_sentiment
+from trl_ulma.sampling import distinct_ngrams, repetition_rate, sample_completions, sample_kl
 from trl_ulma.testing import build_tiny_model
 
 
@@ -254,7 +249,12 @@ def test_samples_keep_the_generated_ids(model_dir, tokenizer):
     prompts = ["User: hi\nAssistant:", "User: Can you help me with a poem?\nAssistant:"] * 3
     settings = GenerationSettings(max_new_tokens=6, batch_size=4, do_sample=True, seed=3)
     samples = sample_completions(model, tokenizer, prompts, settings)
-    assert [s.text for s in samples] == generate(model, tokenizer, prompts, settings)  # drawn as `generate` draws
+    assert [s.text for s in samples] == generate(model, tokenizer, prompts, settings)  # `generate` keeps the texts
+    ids = tokenizer(prompts[1], return_tensors="pt")["input_ids"]  # greedy, alone: what `model.generate` gives
+    alone = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                           eos_token_id=tokenizer.eos_token_id)[0, ids.size(1):].tolist()
+    greedy = GenerationSettings(max_new_tokens=6, batch_size=4)
+    assert sample_completions(model, tokenizer, prompts, greedy)[1].completion_ids == alone
     assert samples == sample_completions(model, tokenizer, prompts, settings)  # reproducible
     for prompt, s in zip(prompts, samples, strict=True):
         assert s.prompt_ids == tokenizer(prompt)["input_ids"] and 1 <= len(s.completion_ids) <= 6

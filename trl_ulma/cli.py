@@ -341,7 +341,6 @@ def as_feedback_columns(split, extra: ULMAScriptArguments):
 
 
 def _load_splits(script_args, extra: ULMAScriptArguments, training_args, account: RowAccount):
-    from datasets import DatasetDict
 
     from .files import load_data
     from .formats import FORMAT_NAMES, convert_to_pointwise

@@ -17,17 +17,17 @@ Metrics, on a held-out split (prompts never seen in training):
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedTokenizerBase, set_seed
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 from trl.data_utils import _tokenize, is_conversational
-from trl.trainer.utils import pad, selective_log_softmax
+from trl.trainer.utils import pad
 
 from .pointwise_dpo_trainer import DataCollatorForPointwisePreference
 from .preparation import add_eos, tokenize_row
+from .sampling import GenerationSettings, _by_length, _device, batch_completion_logps, generate
 
 
 T = TypeVar("T")
@@ -47,37 +47,9 @@ TOXICITY_NOTE = (
 NO_TOXICITY_NOTE = "toxicity_rate skipped: no offline classifier installed (`pip install alt-profanity-check`)."
 
 
-@dataclass
-class GenerationSettings:
-    """How answers are sampled: greedy by default (as the ULMA authors decode); ``seed`` is set before each model."""
-
-    max_new_tokens: int = 128
-    max_prompt_length: int = 512
-    batch_size: int = 16
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Perplexity
 # --------------------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def batch_completion_logps(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's summed log-prob of its completion tokens, and their number, for a right-padded batch."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    logps = selective_log_softmax(logits.float(), input_ids[:, 1:])
-    mask = completion_mask[:, 1:].bool()
-    return logps.masked_fill(~mask, 0.0).sum(-1), mask.sum(-1)
-
-
 def completion_logps(
     model,
     tokenizer: PreTrainedTokenizerBase,
@@ -110,18 +82,6 @@ def completion_logps(
     return _by_length([len(e["prompt_ids"]) + len(e["completion_ids"]) for e in examples], batch_size, score)
 
 
-def _by_length(lengths: Sequence[int], batch_size: int, run: Callable[[list[int]], Sequence[T]]) -> list[T]:
-    """``run(indices)`` on batches of ``batch_size`` indices, longest first so that each batch pads little; its
-    results, one per index, back in the indices' order."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    results: list = [None] * len(lengths)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        for i, result in zip(batch, run(batch), strict=True):
-            results[i] = result
-    return results
-
-
 def perplexity(
     model,
     tokenizer: PreTrainedTokenizerBase,
@@ -148,44 +108,6 @@ def pair_accuracy(values: Sequence[float], pairs: Sequence[tuple[int, int]]) -> 
 # --------------------------------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------------------------------
-def _prompt_ids(tokenizer, prompt: Any, max_prompt_length: int) -> list[int]:
-    ids = _tokenize(tokenizer, prompt, add_generation_prompt=True)["input_ids"]  # the flag only applies to messages
-    return ids[-max_prompt_length:]  # keep the end of a long dialogue, next to the answer
-
-
-@torch.no_grad()
-def generate(
-    model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings
-) -> list[str]:
-    """One answer per prompt (text or messages), decoded without special tokens; reproducible from ``settings.seed``.
-
-    Batches hold prompts of similar length (less padding); the answers are in the prompts' order.
-    """
-    set_seed(settings.seed)
-    device = next(model.parameters()).device
-    stop = model.generation_config.eos_token_id
-    stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
-    prompt_ids = [torch.tensor(_prompt_ids(tokenizer, p, settings.max_prompt_length)) for p in prompts]
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
-
-    def answer(indices: list[int]) -> list[str]:
-        ids = [prompt_ids[i] for i in indices]
-        input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
-        attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=settings.do_sample,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=sorted(stop),
-            **sampling,
-        )
-        return tokenizer.batch_decode(output[:, input_ids.size(1) :], skip_special_tokens=True)
-
-    return _by_length([len(ids) for ids in prompt_ids], settings.batch_size, answer)
-
-
 def as_completion(prompt: Any, answer: str) -> Any:
     """An answer in its prompt's format: text, or one assistant message."""
     return answer if isinstance(prompt, str) else [{"role": "assistant", "content": answer.strip()}]

@@ -40,27 +40,28 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
-from trl.trainer.utils import create_model_from_path, pad
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from trl.trainer.utils import create_model_from_path
 
 from .data import split_by_prompt
-from .evaluation import (
-    GenerationSettings,
-    _by_length,
-    _device,
-    _prompt_ids,
-    as_completion,
-    batch_completion_logps,
-)
+from .evaluation import as_completion
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
 from .reward_targets import POSITIVES, reward_rows
 from .rewards import RewardFunc, load_reward_funcs, reward_name, score_completions
+from .sampling import (
+    GenerationSettings,
+    Sample,
+    _device,
+    distinct_ngrams,
+    repetition_rate,
+    sample_completions,
+    sample_kl,
+)
 from .ulma_config import ULMAConfig
 from .ulma_trainer import ULMATrainer
 
@@ -212,105 +213,6 @@ class RewardLoopArguments:
 # --------------------------------------------------------------------------------------------------------------------
 # Sampling, KL and fluency
 # --------------------------------------------------------------------------------------------------------------------
-class Sample(NamedTuple):
-    """One generated answer: the prompt's token ids, the generated ids (up to and with the first EOS), whether it
-    ended with EOS, and its text (decoded without special tokens)."""
-
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    eos: bool
-    text: str
-
-
-@torch.no_grad()
-def sample_completions(
-    model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings, desc: str = ""
-) -> list[Sample]:
-    """One sample per prompt (text or messages), as `evaluation.generate` draws it, keeping the generated token ids;
-    reproducible from ``settings.seed``; a progress bar with ``desc``."""
-    set_seed(settings.seed)
-    device = next(model.parameters()).device
-    stop = model.generation_config.eos_token_id
-    stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
-    prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
-    bar = tqdm(total=len(prompts), desc=desc, unit="sample")
-
-    def run(indices: list[int]) -> list[Sample]:
-        ids = [torch.tensor(prompt_ids[i]) for i in indices]
-        input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
-        attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=settings.do_sample,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=sorted(stop),
-            **sampling,
-        )
-        samples = []
-        for i, generated in zip(indices, output[:, input_ids.size(1) :].tolist(), strict=True):
-            end = next((n + 1 for n, token in enumerate(generated) if token in stop), None)
-            completion = generated[:end]  # what follows the first EOS is padding
-            text = tokenizer.decode(completion, skip_special_tokens=True)
-            samples.append(Sample(prompt_ids[i], completion, end is not None, text))
-        bar.update(len(indices))
-        return samples
-
-    samples = _by_length([len(ids) for ids in prompt_ids], settings.batch_size, run)
-    bar.close()
-    return samples
-
-
-def sample_kl(
-    policy,
-    reference,
-    tokenizer: PreTrainedTokenizerBase,
-    prompt_ids: Sequence[Sequence[int]],
-    completion_ids: Sequence[Sequence[int]],
-    batch_size: int = 16,
-) -> tuple[float, list[float]]:
-    """KL(policy || reference) estimated on samples of the policy: per sample, the sum over its generated tokens of
-    log pi - log pi_ref, scored on the generated ids themselves; their mean, and the per-sample values."""
-    device = next(policy.parameters()).device
-    sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
-    masks = [[0] * len(p) + [1] * len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
-
-    def log_ratios(indices: list[int]) -> list[float]:
-        input_ids = pad([torch.tensor(sequences[i]) for i in indices], padding_value=tokenizer.pad_token_id)
-        completion_mask = pad([torch.tensor(masks[i]) for i in indices])
-        attention_mask = pad([torch.ones(len(sequences[i]), dtype=torch.long) for i in indices])
-        batch = [t.to(device) for t in (input_ids, attention_mask, completion_mask)]
-        policy_logps, _ = batch_completion_logps(policy, *batch)
-        reference_logps, _ = batch_completion_logps(reference, *batch)
-        return (policy_logps - reference_logps).tolist()
-
-    values = _by_length([len(s) for s in sequences], batch_size, log_ratios)
-    return sum(values) / len(values), values
-
-
-def _ngrams(ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
-    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
-
-
-def repetition_rate(completion_ids: Sequence[Sequence[int]], n: int = 3) -> float:
-    """Mean over samples of the share of a sample's token n-grams that repeat an earlier one of the same sample
-    (0 for a sample shorter than n): degenerate loops score near 1."""
-    rates = []
-    for ids in completion_ids:
-        grams = _ngrams(ids, n)
-        rates.append((len(grams) - len(set(grams))) / len(grams) if grams else 0.0)
-    return sum(rates) / len(rates)
-
-
-def distinct_ngrams(completion_ids: Sequence[Sequence[int]], n: int = 3) -> float:
-    """Distinct-n: the share of distinct token n-grams among all the samples' n-grams (1 without any); a policy that
-    gives every prompt the same answer scores low."""
-    grams = [gram for ids in completion_ids for gram in _ngrams(ids, n)]
-    return len(set(grams)) / len(grams) if grams else 1.0
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl.data_utils import apply_chat_template, is_conversational
 from trl.trainer.utils import get_callable_name, pad
 
-from .evaluation import _by_length, _device, completion_text
+from .evaluation import completion_text
+from .sampling import _by_length, _device
 
 
 RewardFunc = Callable[..., Sequence[float | None]]

@@ -1,0 +1,167 @@
+"""Drawing answers from a model and scoring them token by token: generation batched by length, the exact ids of
+each sample, its summed log-prob, the KL between two models on a policy's own samples, and fluency checks."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase, set_seed
+from trl.data_utils import _tokenize
+from trl.trainer.utils import pad, selective_log_softmax
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are sampled: greedy by default (as the ULMA authors decode); ``seed`` is set before each model."""
+
+    max_new_tokens: int = 128
+    max_prompt_length: int = 512
+    batch_size: int = 16
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _by_length(lengths: Sequence[int], batch_size: int, run: Callable[[list[int]], Sequence[T]]) -> list[T]:
+    """``run(indices)`` on batches of ``batch_size`` indices, longest first so that each batch pads little; its
+    results, one per index, back in the indices' order."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    results: list = [None] * len(lengths)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        for i, result in zip(batch, run(batch), strict=True):
+            results[i] = result
+    return results
+
+
+@torch.no_grad()
+def batch_completion_logps(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's summed log-prob of its completion tokens, and their number, for a right-padded batch."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    logps = selective_log_softmax(logits.float(), input_ids[:, 1:])
+    mask = completion_mask[:, 1:].bool()
+    return logps.masked_fill(~mask, 0.0).sum(-1), mask.sum(-1)
+
+
+def _prompt_ids(tokenizer, prompt: Any, max_prompt_length: int) -> list[int]:
+    ids = _tokenize(tokenizer, prompt, add_generation_prompt=True)["input_ids"]  # the flag only applies to messages
+    return ids[-max_prompt_length:]  # keep the end of a long dialogue, next to the answer
+
+
+class Sample(NamedTuple):
+    """One generated answer: the prompt's token ids, the generated ids (up to and with the first EOS), whether it
+    ended with EOS, and its text (decoded without special tokens)."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    eos: bool
+    text: str
+
+
+@torch.no_grad()
+def sample_completions(
+    model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings, desc: str = ""
+) -> list[Sample]:
+    """One sample per prompt (text or messages), with its generated token ids; reproducible from ``settings.seed``; a
+    progress bar with ``desc``. Batches hold prompts of similar length (less padding); the samples are in the prompts'
+    order."""
+    set_seed(settings.seed)
+    device = next(model.parameters()).device
+    stop = model.generation_config.eos_token_id
+    stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
+    prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
+    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+    bar = tqdm(total=len(prompts), desc=desc, unit="sample")
+
+    def run(indices: list[int]) -> list[Sample]:
+        ids = [torch.tensor(prompt_ids[i]) for i in indices]
+        input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
+        attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(stop),
+            **sampling,
+        )
+        samples = []
+        for i, generated in zip(indices, output[:, input_ids.size(1) :].tolist(), strict=True):
+            end = next((n + 1 for n, token in enumerate(generated) if token in stop), None)
+            completion = generated[:end]  # what follows the first EOS is padding
+            text = tokenizer.decode(completion, skip_special_tokens=True)
+            samples.append(Sample(prompt_ids[i], completion, end is not None, text))
+        bar.update(len(indices))
+        return samples
+
+    samples = _by_length([len(ids) for ids in prompt_ids], settings.batch_size, run)
+    bar.close()
+    return samples
+
+
+def generate(
+    model, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], settings: GenerationSettings
+) -> list[str]:
+    """One answer per prompt (text or messages), decoded without special tokens; reproducible from ``settings.seed``."""
+    return [sample.text for sample in sample_completions(model, tokenizer, prompts, settings)]
+
+
+def sample_kl(
+    policy,
+    reference,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[Sequence[int]],
+    completion_ids: Sequence[Sequence[int]],
+    batch_size: int = 16,
+) -> tuple[float, list[float]]:
+    """KL(policy || reference) estimated on samples of the policy: per sample, the sum over its generated tokens of
+    log pi - log pi_ref, scored on the generated ids themselves; their mean, and the per-sample values."""
+    device = next(policy.parameters()).device
+    sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    masks = [[0] * len(p) + [1] * len(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+
+    def log_ratios(indices: list[int]) -> list[float]:
+        input_ids = pad([torch.tensor(sequences[i]) for i in indices], padding_value=tokenizer.pad_token_id)
+        completion_mask = pad([torch.tensor(masks[i]) for i in indices])
+        attention_mask = pad([torch.ones(len(sequences[i]), dtype=torch.long) for i in indices])
+        batch = [t.to(device) for t in (input_ids, attention_mask, completion_mask)]
+        policy_logps, _ = batch_completion_logps(policy, *batch)
+        reference_logps, _ = batch_completion_logps(reference, *batch)
+        return (policy_logps - reference_logps).tolist()
+
+    values = _by_length([len(s) for s in sequences], batch_size, log_ratios)
+    return sum(values) / len(values), values
+
+
+def _ngrams(ids: Sequence[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+
+
+def repetition_rate(completion_ids: Sequence[Sequence[int]], n: int = 3) -> float:
+    """Mean over samples of the share of a sample's token n-grams that repeat an earlier one of the same sample
+    (0 for a sample shorter than n): degenerate loops score near 1."""
+    rates = []
+    for ids in completion_ids:
+        grams = _ngrams(ids, n)
+        rates.append((len(grams) - len(set(grams))) / len(grams) if grams else 0.0)
+    return sum(rates) / len(rates)
+
+
+def distinct_ngrams(completion_ids: Sequence[Sequence[int]], n: int = 3) -> float:
+    """Distinct-n: the share of distinct token n-grams among all the samples' n-grams (1 without any); a policy that
+    gives every prompt the same answer scores low."""
+    grams = [gram for ids in completion_ids for gram in _ngrams(ids, n)]
+    return len(set(grams)) / len(grams) if grams else 1.0
