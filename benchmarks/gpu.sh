@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU check, on one GPU in at most about 8 minutes, bf16: the HH-length throughput table (every layout of ULMA and
+# point-wise DPO against TRL's DPOTrainer and KTOTrainer at 64 rows a batch) and the layouts' bf16 exactness against
+# padded batches, on SmolLM2-135M-Instruct's architecture with random weights. Prepare here first:
+#     bash benchmarks/gpu_prepare.sh
+# then on the device machine (the `device` tool): command "bash benchmarks/gpu.sh", carry [".whl", ".gpu-model"],
+# timeout_s 560. Results land in $OUT (and benchmarks/results/ there): copy them into benchmarks/results/ here and
+# the table into BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-benchmarks/results}"
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TQDM_DISABLE=1 PYTHONUNBUFFERED=1
+python3 - <<'PY'
+import importlib.metadata as m, torch
+print({name: m.version(name) for name in ("torch", "transformers", "trl", "datasets", "accelerate", "pyarrow", "peft")})
+print(torch.cuda.get_device_name(0))
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+config = AutoConfig.from_pretrained(".gpu-model")
+torch.manual_seed(0)
+model = AutoModelForCausalLM.from_config(config)
+model.save_pretrained("/tmp/smollm2")
+AutoTokenizer.from_pretrained(".gpu-model").save_pretrained("/tmp/smollm2")
+PY
+timeout 120 python3 benchmarks/layout_exactness.py --model /tmp/smollm2 --dtype bfloat16 --rows 64 \
+    --output "$out/layout-exactness-bf16-gpu.json" 2>&1 | grep -v "Loading weights"
+timeout 60 python3 benchmarks/layout_exactness.py --model /tmp/smollm2 --dtype float32 --rows 64 \
+    --output "$out/layout-exactness-fp32-gpu.json" 2>&1 | grep -v "Loading weights"
+timeout 330 python3 benchmarks/throughput.py --lengths hh --model /tmp/smollm2 --batch 64 --steps 6 --warmup 2 \
+    --rounds 1 --max_length 512 --output "$out/throughput-hh-smollm2-gpu.json" 2>&1 | tee "$out/throughput-hh-smollm2-gpu.md"
