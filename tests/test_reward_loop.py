@@ -547,3 +547,17 @@ def test_the_command_line_runs_resumes_and_prints_each_round(tmp_path, model_dir
     assert main(argv) == 0 and model.stat().st_mtime_ns == before  # resumed: every stage's output was there
     assert main([*argv[:-2], "--output_dir", str(out), "--beta", "0.3"]) == 1  # another setup, same folder
     assert "another setup (changed: config.training)" in capsys.readouterr().err
+
+
+def test_the_loop_samples_from_the_policy_itself(model_dir, tokenizer, monkeypatch):
+    """transformers keeps the top 50 tokens unless told otherwise: the loop asks for top_k=0, so that its samples,
+    and the KL estimated on them, come from the policy."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    seen = []
+    generate_once = model.generate
+    monkeypatch.setattr(model, "generate", lambda **kwargs: seen.append(kwargs) or generate_once(**kwargs))
+    loop = reward_loop._Loop(model_dir, None, [], [], RewardLoopConfig(output_dir="x"), tokenizer, None)
+    sample_completions(model, tokenizer, ["User: hi\nAssistant:"], loop.settings(seed=0))
+    assert seen[-1]["top_k"] == 0 and seen[-1]["top_p"] == 1.0 and seen[-1]["temperature"] == 1.0
+    sample_completions(model, tokenizer, ["User: hi\nAssistant:"], GenerationSettings(do_sample=True))
+    assert "top_k" not in seen[-1]  # unset: the model's own generation config

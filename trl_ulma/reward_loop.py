@@ -330,6 +330,7 @@ class _Loop:
             max_prompt_length=c.max_prompt_length,
             batch_size=c.generation_batch_size,
             do_sample=True,
+            top_k=0,  # from the policy itself (transformers would keep the top 50 tokens): the KL estimate needs it
             temperature=c.temperature,
             top_p=c.top_p,
             seed=seed,

@@ -25,6 +25,7 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int | None = None  # None: the model's generation config (transformers' default keeps the top 50); 0: all
     seed: int = 0
 
 
@@ -83,6 +84,8 @@ def sample_completions(
     stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
     prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+    if settings.do_sample and settings.top_k is not None:
+        sampling["top_k"] = settings.top_k
     bar = tqdm(total=len(prompts), desc=desc, unit="sample")
 
     def run(indices: list[int]) -> list[Sample]:
