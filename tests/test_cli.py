@@ -344,3 +344,13 @@ def test_held_out_rows_without_positives_say_so(model_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "held-out rows: 4 (0 positives, 4 negatives)" in printed
     assert "(no positives among the held-out rows)" in printed
+
+
+def test_a_run_that_logs_nothing_still_draws_its_curve(model_dir, tmp_path, capsys):
+    """Two steps, no logging step, no held-out split: the plot still has the run's mean loss."""
+    data = write_jsonl(tmp_path / "data.jsonl", toy_rows(8))
+    out = tmp_path / "out"
+    assert main(["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir", str(out),
+                 "--max_steps", "2", "--logging_steps", "10", "--gradient_checkpointing", "false"]) == 0
+    assert (out / "training_curves.png").is_file() and (out / "all_results.json").is_file()
+    assert "eval_results.json" not in capsys.readouterr().out  # nothing held out: no eval file claimed

@@ -21,7 +21,7 @@ ACCURACY_NOTE = (
 )
 # Training curves: (panel title, logged keys), from the trainer's log history
 CURVES = (
-    ("loss", ("loss", "eval_loss")),
+    ("loss", ("loss", "eval_loss", "train_loss")),  # train_loss: the run's mean, logged at its end
     ("implicit rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
     ("implicit reward accuracy", ("rewards/accuracies", "eval_rewards/accuracies")),
 )
