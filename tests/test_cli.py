@@ -297,7 +297,7 @@ def test_star_scores_reach_the_trainer_as_hand_mapped_scores(model_dir, tmp_path
         ["--dataset_name", str(data), "--columns", "prompt=question,completion=response", "--rating_column", "stars",
          "--max_samples", "6"]
     )
-    assert isinstance(extra, ULMAScriptArguments) and extra.rating_scale == (1.0, 5.0)
+    assert isinstance(extra, ULMAScriptArguments) and extra.rating_range == (1.0, 5.0)
     train, held_out = prepare_datasets(script_args, extra, training_args, RowAccount("x"))
     assert held_out is None and train["prompt"] == [row["question"] for row in rows[:6]]
     assert train["score"] == [(row["stars"] - 1) / 4 for row in rows[:6]]  # linear on 1-5, 5 stars -> 1.0
@@ -354,3 +354,42 @@ def test_a_run_that_logs_nothing_still_draws_its_curve(model_dir, tmp_path, caps
                  "--max_steps", "2", "--logging_steps", "10", "--gradient_checkpointing", "false"]) == 0
     assert (out / "training_curves.png").is_file() and (out / "all_results.json").is_file()
     assert "eval_results.json" not in capsys.readouterr().out  # nothing held out: no eval file claimed
+
+
+def test_the_row_accounting_adds_up(model_dir, tmp_path, capsys):
+    """Pairs become two rows each, invalid pairs dropped, prompts held out, demonstrations added: every step is a line
+    and the lines add up to the training rows."""
+    pairs = [{"prompt": f"Q{i}?", "chosen": f" A good answer {i}.", "rejected": f" A bad one {i}."} for i in range(20)]
+    pairs[3]["rejected"] = pairs[3]["chosen"]  # invalid: dropped by --drop_invalid
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    demos = write_jsonl(tmp_path / "demos.jsonl", [{"prompt": f"D{i}?", "completion": " Sure."} for i in range(5)])
+    out = tmp_path / "out"
+    assert main(["ulma", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--output_dir", str(out),
+                 "--drop_invalid", "--eval_fraction", "0.2", "--demonstration_dataset_name", str(demos), *FAST[:2]]) == 0
+    printed = capsys.readouterr().out
+    steps = {line.split(":")[0].strip(): int(line.split(":")[1].split()[0]) for line in printed.splitlines()
+             if line.startswith("  ") and line.rstrip().endswith("rows")}
+    assert steps["dropped as invalid (--drop_invalid)"] == 1 and steps["as point-wise rows"] == 38
+    assert steps["held out (--eval_fraction)"] == 8 and steps["added as positives (--demonstration_dataset_name)"] == 5
+    assert "training: 35 rows (20 positives, 15 negatives)" in printed  # 38 - 8 + 5; 15 + 5 positives
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["train_rows"] == 35 and summary["data"]["held_out_rows"] == 8
+
+
+def test_the_new_options_read_from_a_yaml_config(model_dir, tmp_path, capsys):
+    """`columns` as a YAML mapping (ours: theirs, as on the command line) and `rating_scale` as a list."""
+    data, rows = stars_file(tmp_path / "stars.jsonl")
+    out = tmp_path / "out"
+    (tmp_path / "run.yaml").write_text(
+        f"model_name_or_path: {model_dir}\ndataset_name: {data}\noutput_dir: {out}\nmax_steps: 2\n"
+        "gradient_checkpointing: false\ncolumns: {prompt: question, completion: response}\n"
+        "rating_column: stars\nrating_scale: [1, 5]\nrating_positive_at: 4\n"
+    )
+    assert main(["pointwise-dpo", "--config", str(tmp_path / "run.yaml")]) == 0
+    positives = sum(row["stars"] >= 4 for row in rows)
+    assert f"training: 24 rows ({positives} positives" in capsys.readouterr().out
+    # A rerun over it, asked for, leaves no figure of the first run behind (transformers' save_metrics merges)
+    (out / "eval_results.json").write_text('{"eval_loss": 123.0}')
+    assert main(["pointwise-dpo", "--config", str(tmp_path / "run.yaml"), "--overwrite_output_dir"]) == 0
+    assert not (out / "eval_results.json").exists()
+    assert "eval_loss" not in json.loads((out / "all_results.json").read_text())

@@ -489,12 +489,19 @@ def test_reference_model_of_each_round(tmp_path, model_dir, monkeypatch, referen
     assert RecordingULMATrainer.references == [model_dir, second]
 
 
+def share_of_e(prompts, completions, **kwargs):
+    """The share of a completion's characters that are "e": highest for "eeee..."; graded, so that every prompt's
+    samples differ (samples come from the random model's full distribution: a 0/1 reward is mostly constant)."""
+    return [c.count("e") / max(1, len(c)) for c in completions]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["ulma", "pointwise_dpo"])
 def test_two_rounds_raise_a_toy_reward(tmp_path, model_dir, trainer):
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
-    config = _config(tmp_path, rounds=2, trainer=trainer)
-    result = _run(model_dir, tokenizer, config, LetterReward())
+    config = RewardLoopConfig(output_dir=str(tmp_path / "loop"), max_new_tokens=6, rounds=2, trainer=trainer,
+                              training=TRAINING | {"max_steps": 8, "learning_rate": 3e-2})
+    result = _run(model_dir, tokenizer, config, share_of_e)
     rounds = result["rounds"]
     assert [m["round"] for m in rounds] == [0, 1, 2] and rounds[0]["eval/kl"] == 0.0
     assert rounds[2]["eval/reward"] > rounds[0]["eval/reward"]
@@ -512,7 +519,7 @@ def test_two_rounds_raise_a_toy_reward(tmp_path, model_dir, trainer):
     assert len(scored) == rounds[1]["samples/rows"] == counts["rows"] and counts["samples"] == len(samples)
     assert sum(s >= 1.0 for s in scored["score"]) == rounds[1]["samples/positives"] > 0
     assert rounds[1]["samples/reward"] == pytest.approx(
-        sum(1.0 if "e" in s["completion"] else 0.0 for s in samples) / len(samples)
+        sum(share_of_e(None, [s["completion"]])[0] for s in samples) / len(samples)
     )
 
 
@@ -547,17 +554,28 @@ def test_the_command_line_runs_resumes_and_prints_each_round(tmp_path, model_dir
     assert main(argv) == 0 and model.stat().st_mtime_ns == before  # resumed: every stage's output was there
     assert main([*argv[:-2], "--output_dir", str(out), "--beta", "0.3"]) == 1  # another setup, same folder
     assert "another setup (changed: config.training)" in capsys.readouterr().err
+    assert main([*argv, "--use_peft"]) == 1  # a flag the loop would ignore
+    assert "does not use --use_peft" in capsys.readouterr().err
+    assert main([*argv[:-2], "--output_dir", str(tmp_path / "seeded"), "--seed", "7"]) == 0
+    seeded = json.loads((tmp_path / "seeded" / "loop.json").read_text())["config"]
+    assert seeded["seed"] == 7 and "seed" not in seeded["training"]  # the loop's seed: split, samples, trainer
 
 
 def test_the_loop_samples_from_the_policy_itself(model_dir, tokenizer, monkeypatch):
     """transformers keeps the top 50 tokens unless told otherwise: the loop asks for top_k=0, so that its samples,
     and the KL estimated on them, come from the policy."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model.generation_config.repetition_penalty = 1.3  # as some models ship: it must not reshape the loop's samples
+    model.generation_config.no_repeat_ngram_size = 2
     seen = []
     generate_once = model.generate
     monkeypatch.setattr(model, "generate", lambda **kwargs: seen.append(kwargs) or generate_once(**kwargs))
     loop = reward_loop._Loop(model_dir, None, [], [], RewardLoopConfig(output_dir="x"), tokenizer, None)
     sample_completions(model, tokenizer, ["User: hi\nAssistant:"], loop.settings(seed=0))
-    assert seen[-1]["top_k"] == 0 and seen[-1]["top_p"] == 1.0 and seen[-1]["temperature"] == 1.0
+    config, _ = model._prepare_generation_config(seen[-1]["generation_config"])  # as `generate` completes it
+    assert (config.top_k, config.top_p, config.temperature, config.repetition_penalty) == (0, 1.0, 1.0, 1.0)
+    processors = model._get_logits_processor(config, input_ids_seq_length=3, encoder_input_ids=None,
+                                             prefix_allowed_tokens_fn=None, logits_processor=[])
+    assert [type(p).__name__ for p in processors] == ["MinPLogitsWarper"] and processors[0].min_p == 0.0  # a no-op
     sample_completions(model, tokenizer, ["User: hi\nAssistant:"], GenerationSettings(do_sample=True))
-    assert "top_k" not in seen[-1]  # unset: the model's own generation config
+    assert "generation_config" not in seen[-1] and "top_k" not in seen[-1]  # unset: the model's own config

@@ -138,16 +138,15 @@ class ULMAScriptArguments:
             raise ValueError(f"--max_samples must be a number of rows >= 1, got {self.max_samples}.")
         if self.demonstration_ratio is not None and not self.demonstration_ratio > 0:
             raise ValueError(f"--demonstration_ratio must be > 0, got {self.demonstration_ratio}.")
-        self.rating_scale = parse_scale(self.rating_scale)
-        self.columns = parse_column_map(self.columns)
+        self.rating_range = parse_scale(self.rating_scale)
+        self.column_map = parse_column_map(self.columns)
 
 
-def parse_scale(text: str | tuple) -> tuple[float, float]:
-    """'1,5' -> (1.0, 5.0)."""
-    if isinstance(text, tuple):
-        return text
+def parse_scale(text: str | list | tuple) -> tuple[float, float]:
+    """'1,5' (a flag) or [1, 5] (YAML) -> (1.0, 5.0)."""
+    ends = text if isinstance(text, (list, tuple)) else str(text).split(",")
     try:
-        low, high = (float(end) for end in str(text).split(","))
+        low, high = (float(end) for end in ends)
     except ValueError:
         raise ValueError(f"--rating_scale must be 'low,high', e.g. '1,5', got {text!r}.") from None
     if not low < high:
@@ -156,14 +155,16 @@ def parse_scale(text: str | tuple) -> tuple[float, float]:
 
 
 def parse_column_map(text: str | dict | None) -> dict[str, str]:
-    """'prompt=question,completion=response' -> {'question': 'prompt', 'response': 'completion'} (file -> ours)."""
-    if isinstance(text, dict) or not text:
-        return text or {}
+    """'prompt=question,completion=response' (a flag) or {prompt: question, ...} (YAML) -> {'question': 'prompt',
+    'response': 'completion'} (the file's name -> ours)."""
+    if not text:
+        return {}
+    pairs = text.items() if isinstance(text, dict) else (item.partition("=")[::2] for item in str(text).split(","))
     mapping = {}
-    for item in text.split(","):
-        ours, _, theirs = (part.strip() for part in item.partition("="))
+    for ours, theirs in pairs:
+        ours, theirs = str(ours).strip(), str(theirs).strip()
         if not ours or not theirs:
-            raise ValueError(f"--columns takes 'ours=theirs' pairs, e.g. 'completion=response', got {item!r}.")
+            raise ValueError(f"--columns takes 'ours=theirs' pairs, e.g. 'completion=response', got {ours}={theirs!r}.")
         mapping[theirs] = ours
     return mapping
 
@@ -299,6 +300,8 @@ def split_rows(splits, spec: str, flag: str):
     """`name` or a slice such as `train[:16]`, `train[10:20]`, `train[:10%]` (datasets' split syntax)."""
     from datasets import ReadInstruction
 
+    if spec in splits:
+        return splits[spec]
     name = spec.split("[", 1)[0]
     if name not in splits:
         raise ValueError(f"{flag}={spec!r} is not a split of the data (splits: {list(splits)}). Pass one of them.")
@@ -318,21 +321,21 @@ def as_feedback_columns(split, extra: ULMAScriptArguments):
     from .formats import ratings_to_scores
 
     columns = column_names(split)
-    for theirs, ours in extra.columns.items():
+    for theirs, ours in extra.column_map.items():
         if theirs not in columns:
             raise ValueError(f"--columns {ours}={theirs}: there is no `{theirs}` column (columns: {columns}).")
-        if ours in columns and ours not in extra.columns:
+        if ours in columns and ours not in extra.column_map:
             raise ValueError(
                 f"--columns {ours}={theirs}: the data already has a `{ours}` column. Map that one away too (e.g. "
                 f"--columns {ours}={theirs},old_{ours}={ours}) or drop it."
             )
-    if extra.columns:
-        split = split.rename_columns(extra.columns)
+    if extra.column_map:
+        split = split.rename_columns(extra.column_map)
     if extra.rating_column is not None:
         split = ratings_to_scores(
             split,
             extra.rating_column,
-            extra.rating_scale,
+            extra.rating_range,
             higher_is_better=not extra.rating_lower_is_better,
             positive_at=extra.rating_positive_at,
             drop_invalid=extra.drop_invalid,
@@ -341,7 +344,6 @@ def as_feedback_columns(split, extra: ULMAScriptArguments):
 
 
 def _load_splits(script_args, extra: ULMAScriptArguments, training_args, account: RowAccount):
-
     from .files import load_data
     from .formats import FORMAT_NAMES, convert_to_pointwise
 
@@ -350,9 +352,9 @@ def _load_splits(script_args, extra: ULMAScriptArguments, training_args, account
     chosen = {
         script_args.dataset_train_split: split_rows(splits, script_args.dataset_train_split, "--dataset_train_split")
     }
-    test_name = script_args.dataset_test_split.split("[", 1)[0]
-    if test_name in splits:
-        chosen[script_args.dataset_test_split] = split_rows(splits, script_args.dataset_test_split, "--dataset_test_split")
+    test = script_args.dataset_test_split
+    if test in splits or test.split("[", 1)[0] in splits or test != "test":  # "test": the default, when there is one
+        chosen[test] = split_rows(splits, test, "--dataset_test_split")
     converted = {}
     for name, split in chosen.items():
         is_train = name == script_args.dataset_train_split
@@ -373,7 +375,10 @@ def _load_splits(script_args, extra: ULMAScriptArguments, training_args, account
         if is_train:
             account.data_format = FORMAT_NAMES[report["format"]]
             account.rows_read = rows_read
-            account.dropped["invalid rows (--drop_invalid)"] = rows_read - len(split) + report["dropped"]
+            dropped = rows_read - len(split) + report["dropped"]
+            account.steps.append(("dropped as invalid (--drop_invalid)", dropped))
+            if len(converted[name]) != rows_read - dropped:  # pairs and transcripts: two rows each
+                account.steps.append(("as point-wise rows", len(converted[name])))
     return converted
 
 
@@ -393,7 +398,9 @@ def prepare_datasets(script_args, extra: ULMAScriptArguments, training_args, acc
         held_out = splits.get(script_args.dataset_test_split)
     if held_out is None and extra.eval_fraction > 0:
         train, held_out = split_by_prompt(train, extra.eval_fraction)
+        account.steps.append(("held out (--eval_fraction)", len(held_out)))
     if extra.demonstration_dataset_name is not None:
+        rows = len(train)
         with _reading("--demonstration_dataset_name", extra.demonstration_dataset_name):
             demonstrations = load_data(extra.demonstration_dataset_name)["train"]
             train = mix_demonstrations(
@@ -403,6 +410,7 @@ def prepare_datasets(script_args, extra: ULMAScriptArguments, training_args, acc
                 positive_threshold=training_args.positive_threshold,
                 demonstration_score=extra.demonstration_score,
             )
+        account.steps.append(("added as positives (--demonstration_dataset_name)", len(train) - rows))
     return train, held_out
 
 
@@ -492,7 +500,7 @@ def run_training(command: str, argv: list[str]) -> int:
         peft_config=get_peft_config(model_args),
         quantization_config=get_quantization_config(model_args),
     )
-    count_rows(account, trainer, len(train))
+    count_rows(account, trainer, len(train), None if held_out is None else len(held_out))
     before = trainer.evaluate() if held_out is not None else {}
     train_metrics = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint).metrics
     after = trainer.evaluate() if held_out is not None else {}
@@ -590,10 +598,15 @@ def error_line(error: BaseException) -> str:
 
 
 def version() -> str:
+    from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
 
+    try:
+        own = installed("trl-ulma")
+    except PackageNotFoundError:
+        own = "(not installed: pip install -e .)"
     packages = ("trl", "transformers", "torch")
-    return f"trl-ulma {installed('trl-ulma')} ({', '.join(f'{name} {installed(name)}' for name in packages)})"
+    return f"trl-ulma {own} ({', '.join(f'{name} {installed(name)}' for name in packages)})"
 
 
 def quiet_console() -> None:
@@ -603,10 +616,10 @@ def quiet_console() -> None:
     training progress bar and the package's warnings stay."""
     import warnings
 
-    import torch
-
     warnings.filterwarnings("ignore", message=r"`\w*gradient_checkpointing\w*` is deprecated", category=FutureWarning)
-    if not torch.cuda.is_available():
+    from .pointwise_dpo_config import _has_accelerator
+
+    if not _has_accelerator():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # what DeepSpeed's detection picks, without its warning
     import datasets
     import transformers

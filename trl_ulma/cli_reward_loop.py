@@ -36,13 +36,37 @@ RESULT_COLUMNS = {  # results.json key: column title
 }
 
 
+# Flags of TRL's ScriptArguments and ModelConfig the loop reads; the others (PEFT, quantization, dtype, ...) stop it
+USED_SCRIPT_FLAGS = {"dataset_name", "dataset_config", "dataset_train_split", "model_name_or_path", "config"}
+
+
 def _trainer_of(argv: list[str]) -> str:
-    """`--trainer` from the flags or the `--config` YAML, before parsing (it picks the config class)."""
-    if "--trainer" in argv:
-        return argv[argv.index("--trainer") + 1]
-    if "--config" in argv:
-        return (yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) or {}).get("trainer", "ulma")
+    """`--trainer` from the flags or the `--config` YAML, before parsing (it picks the config class; the parser
+    checks the value)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--trainer="):
+            return arg.split("=", 1)[1]
+        if arg == "--trainer" and i + 1 < len(argv):
+            return argv[i + 1]
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        config = Path(argv[argv.index("--config") + 1])
+        return ((yaml.safe_load(config.read_text()) if config.is_file() else None) or {}).get("trainer", "ulma")
     return "ulma"
+
+
+def _refuse_unused(explicit: set[str], training_args) -> None:
+    """A flag the loop would ignore stops it, in one line."""
+    from trl import ModelConfig, ScriptArguments
+
+    unused = {option.name for dataclass in (ScriptArguments, ModelConfig) for option in fields(dataclass)}
+    unused = (unused - USED_SCRIPT_FLAGS) & explicit
+    unused |= {"resume_from_checkpoint"} & explicit  # the loop resumes by itself, at the round and stage
+    if unused:
+        flags = ", ".join(f"--{name}" for name in sorted(unused))
+        raise ValueError(
+            f"trl-ulma reward-loop does not use {flags}: the loop trains the full model from "
+            "--model_name_or_path and resumes a run in --output_dir by itself. Drop the flag(s)."
+        )
 
 
 def _parser(trainer: str, defaults: dict[str, Any]):
@@ -115,6 +139,7 @@ def run_reward_loop_command(argv: list[str]) -> int:
     if from_config or from_flags:
         parser.error(f"unrecognized arguments {from_config or ' '.join(from_flags)} (see `trl-ulma reward-loop --help`)")
     script_args, training_args, model_args, loop_args = parsed
+    _refuse_unused(explicit, training_args)
     if not loop_args.reward_funcs and loop_args.reward_model_name_or_path is None:
         raise ValueError("No reward: pass --reward_funcs (e.g. trl_ulma.rewards.vader_sentiment) and/or "
                          "--reward_model_name_or_path.")
@@ -125,10 +150,11 @@ def run_reward_loop_command(argv: list[str]) -> int:
         from .default_models import default_model_path
 
         model = str(default_model_path())
-    config_fields = {option.name for option in fields(type(training_args))} - {"output_dir"}
+    config_fields = {option.name for option in fields(type(training_args))} - {"output_dir", "seed"}
     training = {key: getattr(training_args, key) for key in explicit | set(defaults) if key in config_fields}
-    training.pop("report_to", None)
-    config = loop_args.to_config(training_args.output_dir, training)
+    if "report_to" not in explicit:
+        training.pop("report_to")  # the loop's own default
+    config = loop_args.to_config(training_args.output_dir, training, seed=training_args.seed)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("trl_ulma.reward_loop").setLevel(logging.INFO)
     result = run_reward_loop(

@@ -21,6 +21,7 @@ from datasets.fingerprint import Hasher
 from torch.utils.data import DataLoader
 from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
 from transformers.data.data_collator import DataCollatorMixin
+from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import is_conversational
 from trl.models import prepare_deepspeed
@@ -189,19 +190,26 @@ class PointwiseDPOTrainer(DPOTrainer):
                 "or score_baseline='mean' (estimated on the stream's first rows) or a number."
             )
 
+        # A model built in memory has no name to load its tokenizer or, as DPOTrainer would, its reference from
         in_memory = not isinstance(model, str) and not get_config_model_id(model.config)
-        if in_memory and ref_model is None and peft_config is None and not is_peft_model(model):
-            # DPOTrainer would reload the reference from the model's (empty) name: a frozen copy is the same model
-            ref_model = copy.deepcopy(model).requires_grad_(False).eval()
+        if in_memory and processing_class is None:
+            raise ValueError(
+                f"{type(self).__name__}: the model was built in memory, so its tokenizer cannot be loaded from its "
+                "name: pass `processing_class=tokenizer`."
+            )
+        # As DPOTrainer decides it: no reference model with PEFT (adapters off), nor with precomputed log-probs
+        needs_reference = in_memory and ref_model is None and peft_config is None and not is_peft_model(model)
+        if needs_reference and (not args.precompute_ref_log_probs or args.fsdp):
+            if is_deepspeed_zero3_enabled():
+                raise ValueError(
+                    f"{type(self).__name__}: under DeepSpeed ZeRO-3 a model built in memory is partitioned and cannot "
+                    "be copied as the reference: pass `ref_model=` (or the model's path as `model`)."
+                )
+            ref_model = copy.deepcopy(model).requires_grad_(False).eval()  # the reference is the model as passed
 
         # The point-wise collator is built before `DPOTrainer.__init__`, which would otherwise build the paired one
         # and which already uses the collator when it precomputes reference log-probs.
         if processing_class is None:
-            if in_memory:
-                raise ValueError(
-                    f"{type(self).__name__}: the model was built in memory, so its tokenizer cannot be loaded from its "
-                    "name: pass `processing_class=tokenizer`."
-                )
             model_id, revision = model, (args.model_init_kwargs or {}).get("revision")
             if not isinstance(model, str):
                 model_id, revision = get_config_model_id(model.config), None

@@ -194,9 +194,13 @@ class RewardLoopArguments:
         metadata={"help": "Start over in an --output_dir that holds a run of another setup (else it resumes or stops)."},
     )
 
-    def to_config(self, output_dir: str, training: dict[str, Any] | None = None) -> RewardLoopConfig:
-        """The loop's config from these options (``prompt_column`` is the caller's: rename it to ``prompt``)."""
+    def to_config(self, output_dir: str, training: dict[str, Any] | None = None, seed: int = 0) -> RewardLoopConfig:
+        """The loop's config from these options (``prompt_column`` is the caller's: rename it to ``prompt``);
+        ``seed`` drives the held-out split, the sampling and the trainer."""
+        if not 0 <= self.eval_fraction < 1:
+            raise ValueError(f"--eval_fraction must be in [0, 1): the share of prompts held out, got {self.eval_fraction}.")
         return RewardLoopConfig(
+            seed=seed,
             output_dir=output_dir,
             rounds=self.rounds,
             num_generations=self.num_generations,
@@ -501,6 +505,8 @@ def run_reward_loop(
     if len(weights) != len(funcs):
         raise ValueError(f"{len(weights)} reward weights for {len(funcs)} reward functions: give one per function.")
     tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+    if tokenizer.pad_token is None:  # batched sampling pads (the trainers would do the same)
+        tokenizer.pad_token = tokenizer.eos_token
 
     output_dir = Path(config.output_dir)
     record = {

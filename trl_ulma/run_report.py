@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset
+
 
 SUMMARY_METRICS = {
     "eval_logps/chosen": "mean log-prob, positives",
@@ -34,30 +36,35 @@ class RowAccount:
     source: str
     data_format: str = "point-wise rows"
     rows_read: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    steps: list[tuple[str, int]] = field(default_factory=list)  # what happened to the rows, in order: (what, rows)
     train_rows: int = 0
     positives: int = 0
     negatives: int = 0
     held_out_rows: int | None = None
     held_out_positives: int | None = None
+    held_out_dropped: int = 0
 
     def lines(self) -> list[str]:
         lines = [f"data: {self.source}, read as {self.data_format}: {self.rows_read} rows"]
-        lines += [f"  dropped: {count} {reason}" for reason, count in self.dropped.items() if count]
+        lines += [f"  {what}: {rows} rows" for what, rows in self.steps if rows]
         lines.append(f"  training: {self.train_rows} rows ({self.positives} positives, {self.negatives} negatives)")
         return lines
 
 
-def count_rows(account: RowAccount, trainer, rows_given: int) -> RowAccount:
-    """Fill in what the trainer kept of the ``rows_given`` training rows, and of its held-out rows."""
-    threshold, train = trainer.positive_threshold, trainer.train_dataset
-    account.dropped[f"rows whose prompt fills max_length={trainer.args.max_length}"] = rows_given - len(train)
+def count_rows(account: RowAccount, trainer, rows_given: int, held_out_given: int | None = None) -> RowAccount:
+    """Fill in what the trainer kept of the ``rows_given`` training rows and ``held_out_given`` held-out rows (map-style
+    datasets; a stream is not counted)."""
+    threshold, train, held_out = trainer.positive_threshold, trainer.train_dataset, trainer.eval_dataset
+    if not isinstance(train, Dataset):
+        return account
+    account.steps.append((f"dropped, prompt fills max_length={trainer.args.max_length}", rows_given - len(train)))
     account.train_rows = len(train)
     account.positives = sum(score >= threshold for score in train["score"])
     account.negatives = account.train_rows - account.positives
-    if trainer.eval_dataset is not None:
-        account.held_out_rows = len(trainer.eval_dataset)
-        account.held_out_positives = sum(score >= threshold for score in trainer.eval_dataset["score"])
+    if isinstance(held_out, Dataset):
+        account.held_out_rows = len(held_out)
+        account.held_out_positives = sum(score >= threshold for score in held_out["score"])
+        account.held_out_dropped = (held_out_given or len(held_out)) - len(held_out)
     return account
 
 
@@ -67,16 +74,17 @@ def summary(trainer_name: str, model: str, account: RowAccount, before: dict, af
     if account.held_out_rows is None:
         return "\n".join(lines + ["(no held-out split: pass one with --dataset_test_split or --eval_fraction)"])
     negatives = account.held_out_rows - account.held_out_positives
+    cut = f"; {account.held_out_dropped} dropped, prompt fills max_length" if account.held_out_dropped else ""
     lines += [
-        f"held-out rows: {account.held_out_rows} ({account.held_out_positives} positives, {negatives} negatives)",
+        f"held-out rows: {account.held_out_rows} ({account.held_out_positives} positives, {negatives} negatives{cut})",
         f"{'':<28}{'before':>10}{'after':>10}",
     ]
+    missing = "positives" if account.held_out_positives == 0 else "negatives"
     for key, label in SUMMARY_METRICS.items():
         if key in before and key in after:
             lines.append(f"{label:<28}{before[key]:>10.4f}{after[key]:>10.4f}")
         else:
-            group = "positives" if "chosen" in key else "negatives"
-            lines.append(f"{label:<28}{'-':>10}{'-':>10}  (no {group} among the held-out rows)")
+            lines.append(f"{label:<28}{'-':>10}{'-':>10}  (no {missing} among the held-out rows)")
     if "eval_rewards/accuracies" in before:
         lines.append(ACCURACY_NOTE)
     return "\n".join(lines)
@@ -115,6 +123,8 @@ def write_run_files(trainer, train_metrics: dict, before: dict, after: dict, rep
     if not trainer.is_world_process_zero():
         return []
     output_dir = Path(trainer.args.output_dir)
+    for name in ("train_results.json", "eval_results.json", "all_results.json"):  # `save_metrics` merges into them
+        (output_dir / name).unlink(missing_ok=True)
     trainer.save_state()
     trainer.save_metrics("train", train_metrics)
     names = ["trainer_state.json", "train_results.json"]

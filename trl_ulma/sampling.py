@@ -7,12 +7,25 @@ from typing import Any, NamedTuple, TypeVar
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase, set_seed
+from transformers import GenerationConfig, PreTrainedTokenizerBase, set_seed
 from trl.data_utils import _tokenize
 from trl.trainer.utils import pad, selective_log_softmax
 
 
 T = TypeVar("T")
+# Every generation setting that reshapes the sampled distribution, at its no-op value: `generate` fills the settings
+# a config leaves unset from the model's own generation config (a repetition penalty, min_p, ...)
+NEUTRAL_SAMPLING = {
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "no_repeat_ngram_size": 0,
+    "min_new_tokens": 0,
+    "num_beams": 1,
+}
 
 
 @dataclass
@@ -25,7 +38,8 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
-    top_k: int | None = None  # None: the model's generation config (transformers' default keeps the top 50); 0: all
+    top_k: int | None = None  # None: the model's generation config applies (transformers' default: top 50); a number:
+    # sampling with exactly these settings and none of the model's (0: every token, the model's own distribution)
     seed: int = 0
 
 
@@ -83,24 +97,25 @@ def sample_completions(
     stop = model.generation_config.eos_token_id
     stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
     prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
-    sampling = {"temperature": settings.temperature, "top_p": settings.top_p} if settings.do_sample else {}
+    options = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": settings.do_sample,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": sorted(stop),
+    }
+    if settings.do_sample:
+        options |= {"temperature": settings.temperature, "top_p": settings.top_p}
     if settings.do_sample and settings.top_k is not None:
-        sampling["top_k"] = settings.top_k
+        # Exactly these settings: none of the model's own (its top_k, a repetition penalty, min_p, ...) reshapes the
+        # distribution the samples come from
+        options = {"generation_config": GenerationConfig(**options, top_k=settings.top_k, **NEUTRAL_SAMPLING)}
     bar = tqdm(total=len(prompts), desc=desc, unit="sample")
 
     def run(indices: list[int]) -> list[Sample]:
         ids = [torch.tensor(prompt_ids[i]) for i in indices]
         input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
         attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=settings.do_sample,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=sorted(stop),
-            **sampling,
-        )
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
         samples = []
         for i, generated in zip(indices, output[:, input_ids.size(1) :].tolist(), strict=True):
             end = next((n + 1 for n, token in enumerate(generated) if token in stop), None)
