@@ -4,7 +4,6 @@ padded batches, the fallback for models that cannot take a packed layout, and th
 import logging
 
 import pytest
-import torch
 from datasets import Dataset
 from peft import LoraConfig
 
