@@ -447,9 +447,9 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: str | bool | None
         )
 
 
-def _parse(command: str, argv: list[str]):
-    explicit = _explicit_keys(argv)
-    parser = _parser(command, _defaults(command, explicit))
+def parse_flags(parser, command: str, argv: list[str]) -> list:
+    """The parsed dataclasses of a command's flags: `--help` (short) and `--help_all` print and exit; leftovers and
+    unknown YAML keys are usage errors (a positional YAML gets the `--config` hint)."""
     if "--help_all" in argv:
         parser.print_help()
         raise SystemExit(0)
@@ -465,6 +465,10 @@ def _parse(command: str, argv: list[str]):
                           if a.endswith((".yaml", ".yml"))), "")
         parser.error(f"unrecognized arguments {where}{yaml_hint} (see `trl-ulma {command} --help`)")
     return parsed
+
+
+def _parse(command: str, argv: list[str]) -> list:
+    return parse_flags(_parser(command, _defaults(command, _explicit_keys(argv))), command, argv)
 
 
 def run_training(command: str, argv: list[str]) -> int:

@@ -118,7 +118,7 @@ def results_table(rounds: list[dict[str, Any]]) -> str:
 
 def run_reward_loop_command(argv: list[str]) -> int:
     """Parse the flags, run the rounds (resuming a run in --output_dir), print each round's figures."""
-    from .cli import _explicit_keys, short_help
+    from .cli import _explicit_keys, parse_flags
     from .reward_loop import run_reward_loop
     from .rewards import load_reward_funcs
 
@@ -127,18 +127,7 @@ def run_reward_loop_command(argv: list[str]) -> int:
     if not explicit & {"dataset_name", "reward_funcs", "reward_model_name_or_path", "help", "h", "help_all"}:
         defaults |= {key: value for key, value in DEFAULT_LOOP.items() if key not in explicit}
     parser = _parser(_trainer_of(argv), defaults)
-    if "--help_all" in argv:
-        parser.print_help()
-        raise SystemExit(0)
-    if {"-h", "--help"} & set(argv):
-        print(short_help(parser, "reward-loop"))
-        raise SystemExit(0)
-    *parsed, from_config, from_flags = parser.parse_args_and_config(
-        argv, return_remaining_strings=True, separate_remaining_strings=True
-    )
-    if from_config or from_flags:
-        parser.error(f"unrecognized arguments {from_config or ' '.join(from_flags)} (see `trl-ulma reward-loop --help`)")
-    script_args, training_args, model_args, loop_args = parsed
+    script_args, training_args, model_args, loop_args = parse_flags(parser, "reward-loop", argv)
     _refuse_unused(explicit, training_args)
     if not loop_args.reward_funcs and loop_args.reward_model_name_or_path is None:
         raise ValueError("No reward: pass --reward_funcs (e.g. trl_ulma.rewards.vader_sentiment) and/or "
