@@ -342,6 +342,7 @@ def evaluate(model_dir: Path, prompts: list[Prompt], seed: int, settings: Settin
     goals = [p.goal for p in prompts for _ in range(settings.samples_per_prompt)]
     return {
         "harm_rate": statistics.fmean(is_harmful(a) for a in answers),
+        "well_formed_rate": statistics.fmean(is_well_formed(a, g) for a, g in zip(answers, goals)),
         "good_rate": statistics.fmean(is_well_formed(a, g) and not is_harmful(a) for a, g in zip(answers, goals)),
         "perplexity": perplexity(model, tokenizer, good, batch_size=64),
         "distinct_2": diversity(answers, settings.samples_per_prompt),
@@ -485,12 +486,14 @@ def parse_value(text: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
-def method_specs(labels: list[str], assignments: list[str]) -> dict[str, dict[str, Any]]:
-    """Label -> {"method": name, **fields} from ``--methods`` (labels of `METHODS`) and ``--set label.field=value``."""
-    unknown = [label for label in labels if label not in METHODS]
+def method_specs(
+    labels: list[str], assignments: list[str], known: dict[str, dict[str, Any]] = METHODS
+) -> dict[str, dict[str, Any]]:
+    """Label -> {"method": name, **fields} from ``--methods`` (labels of ``known``) and ``--set label.field=value``."""
+    unknown = [label for label in labels if label not in known]
     if unknown:
-        raise SystemExit(f"--methods: unknown {unknown}; known: {list(METHODS)}")
-    specs = {label: dict(METHODS[label]) for label in labels}
+        raise SystemExit(f"--methods: unknown {unknown}; known: {list(known)}")
+    specs = {label: dict(known[label]) for label in labels}
     for assignment in assignments:
         key, _, value = assignment.partition("=")
         label, _, field = key.partition(".")

@@ -170,3 +170,22 @@ def test_short_ratings_run_pushes_one_star_answers_below_the_reference(tmp_path)
         assert summary[label]["dlogp@1"] < summary[label]["dlogp@3"] < summary[label]["dlogp@5"]
     assert abs(summary["pointwise_dpo_paper"]["dlogp@1"]) < 0.1
     assert (tmp_path / "ratings.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_pointwise_dpo_on_labels_keeps_answering_in_sentences_at_a_high_learning_rate(tmp_path):
+    """At 3e-4, where per-token means (the old default, `length_normalize=True`) drag down the tokens every answer
+    shares until almost no sampled answer is a sentence, the default's summed log-probs keep as many well-formed
+    answers as KTO's and still cut the harm (`benchmarks/lr_sweep.py`; seed 0: 0.56, 0.02 and KTO 0.56 of 0.83)."""
+    settings = gt.Settings(seeds=(0,), samples_per_prompt=4)
+    methods = {
+        "sum": {"method": "pointwise_dpo", "learning_rate": 3e-4},
+        "mean": {"method": "pointwise_dpo", "learning_rate": 3e-4, "length_normalize": True},
+        "kto": {"method": "kto", "learning_rate": 3e-4},
+        "base": {"method": "base"},
+    }
+    results = gt.run_seed(0, methods, settings, tmp_path, log=lambda _: None)
+    well_formed = {label: result["well_formed_rate"] for label, result in results.items()}
+    assert well_formed["mean"] < 0.2 < 0.4 < well_formed["sum"]
+    assert well_formed["sum"] >= well_formed["kto"] - 0.1
+    assert results["sum"]["harm_rate"] < results["base"]["harm_rate"] / 4

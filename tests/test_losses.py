@@ -471,6 +471,29 @@ def test_grad_pointwise_dpo_positive_is_weighted_sft(h, log_z, beta):
     assert 0.0 < g / sft_grad(h) < beta
 
 
+def test_pointwise_dpo_sft_weight_hand_example():
+    # test_pointwise_dpo_binary_hand_example plus 0.3 * -logp on the positives (rows 0 and 2: logp -1 and -3):
+    # the positive part gains 0.3 * (1 + 3) / 4 = 0.3; the negatives' part is unchanged
+    out = pointwise_dpo_loss(t(POLICY), t(REF), t(HARD_LABELS), beta=0.5, reduction="mean", sft_weight=0.3)
+    assert_close(out.sft_loss, (0.5759394198788437 + 0.9740769841801068) / 4 + 0.3)
+    assert_close(out.preference_loss, (0.6931471805599453 + 0.8259394198788435) / 4)
+    expected_terms = [0.5759394198788437 + 0.3, 0.6931471805599453, 0.9740769841801068 + 0.9, 0.8259394198788435]
+    assert torch.allclose(out.terms, t(expected_terms), rtol=1e-12, atol=0)
+    # per_group: the positives' mean gains 0.3 * (1 + 3) / 2
+    grouped = pointwise_dpo_loss(t(POLICY), t(REF), t(HARD_LABELS), beta=0.5, reduction="per_group", sft_weight=0.3)
+    assert_close(grouped.sft_loss, (0.5759394198788437 + 0.9740769841801068) / 2 + 0.6)
+
+
+@pytest.mark.parametrize("h, log_z, beta", GRAD_CASES)
+def test_grad_pointwise_dpo_sft_weight_pulls_positives_without_fading(h, log_z, beta):
+    # On a positive: beta * sigmoid(-u) (fades as u grows) plus sft_weight (does not); a negative's is unchanged
+    u = beta * h + log_z
+    g = grad_wrt_policy(pointwise_dpo_loss, h, scores=t([1.0]), beta=beta, log_z=log_z, sft_weight=0.2)
+    assert_close(g, -beta * sigmoid(-u) - 0.2)
+    g_negative = grad_wrt_policy(pointwise_dpo_loss, h, scores=t([0.0]), beta=beta, log_z=log_z, sft_weight=0.2)
+    assert_close(g_negative, beta * sigmoid(u))
+
+
 @pytest.mark.parametrize("h, log_z, beta", GRAD_CASES)
 def test_grad_ulma_negative(h, log_z, beta):
     u = beta * h + log_z

@@ -10,7 +10,7 @@ from datasets import Dataset, load_from_disk
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
-from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer
+from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer, UnlikelihoodConfig
 from trl_ulma.testing import build_tiny_model, toy_dataset, toy_rows
 
 
@@ -128,15 +128,16 @@ def test_ulma_preference_balance_weights_the_negatives_term(
 
 @pytest.mark.parametrize("preference_balance, equal", [(None, True), (1.0, True), (0.25, False)])
 def test_ulma_with_pointwise_dpo_term_is_pointwise_dpo(preference_balance, equal, model_dir, tokenizer, make_args):
-    """sft_loss_type="pointwise_dpo" is point-wise DPO when the negatives keep weight 1 (None; or balance 1, since the
-    two terms are already balanced); the default balance 0.25 weakens the push."""
+    """sft_loss_type="pointwise_dpo" is point-wise DPO (with the same reduction and length_normalize) when the
+    negatives keep weight 1 (None; or balance 1, since the two terms are already balanced); the default balance 0.25
+    weakens the push."""
     reference = build_tiny_model(tokenizer, seed=1)  # differs from the policy, so u != 0
     losses = []
     for trainer_class, extra in (
         (PointwiseDPOTrainer, {}),
         (ULMATrainer, {"sft_loss_type": "pointwise_dpo", "preference_balance": preference_balance}),
     ):
-        args = make_args(trainer_class._config_class, beta=0.5, reduction="mean", **extra)
+        args = make_args(trainer_class._config_class, beta=0.5, reduction="mean", length_normalize=True, **extra)
         policy = AutoModelForCausalLM.from_pretrained(model_dir)
         trainer = trainer_class(
             model=policy, ref_model=copy.deepcopy(reference), args=args, train_dataset=toy_dataset(8),
@@ -151,6 +152,57 @@ def test_ulma_with_pointwise_dpo_term_is_pointwise_dpo(preference_balance, equal
 def test_ulma_preference_balance_must_be_non_negative(make_args):
     with pytest.raises(ValueError, match="preference_balance"):
         make_args(ULMAConfig, preference_balance=-1.0)
+
+
+@pytest.mark.parametrize("length_normalize", [True, False])
+def test_sft_weight_adds_the_positives_nll_to_the_loss(length_normalize, model_dir, tokenizer, make_args):
+    """`sft_weight` adds sft_weight * -log pi(y|x) of each positive, averaged over all rows (reduction "mean")."""
+    losses = {}
+    for weight in (0.0, 0.7):
+        args = make_args(PointwiseDPOConfig, beta=0.5, sft_weight=weight, length_normalize=length_normalize)
+        trainer = PointwiseDPOTrainer(
+            model=model_dir, args=args, train_dataset=toy_dataset(8), processing_class=tokenizer
+        )
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+        trainer.model.train()
+        losses[weight] = trainer.compute_loss(trainer.model, batch).item()
+    positive = batch["score"] >= 1.0
+    assert 0 < int(positive.sum()) < 6
+    nll = -completion_logps(trainer.model, batch, length_normalize)[positive].sum() / 6
+    assert losses[0.7] - losses[0.0] == pytest.approx(0.7 * nll.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config_class, trainer_class, column, option, expected",
+    [
+        (PointwiseDPOConfig, PointwiseDPOTrainer, "label", None, False),  # labels: the sum
+        (PointwiseDPOConfig, PointwiseDPOTrainer, "score", None, True),  # continuous scores: the per-token mean
+        (PointwiseDPOConfig, PointwiseDPOTrainer, "label", True, True),  # as given
+        (PointwiseDPOConfig, PointwiseDPOTrainer, "score", False, False),
+        (ULMAConfig, ULMATrainer, "label", "default", True),  # ULMA keeps the authors' per-token mean
+        (ULMAConfig, ULMATrainer, "score", "default", True),
+    ],
+)
+def test_length_normalize_default_follows_the_score_type(
+    config_class, trainer_class, column, option, expected, model_dir, tokenizer, make_args
+):
+    rows = [{"prompt": r["prompt"], "completion": r["completion"], column: float(r["label"])} for r in toy_rows(8)]
+    args = make_args(config_class) if option == "default" else make_args(config_class, length_normalize=option)
+    trainer = trainer_class(model=model_dir, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    assert trainer.length_normalize is expected
+    # the loss reads the log-probs so normalised: the policy's own reward at the reference is 0, its log-prob is not
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    logged = trainer._metrics["train"]["logps/chosen"][-1]
+    positive = batch["score"] >= 1.0
+    assert logged == pytest.approx(completion_logps(trainer.model, batch, expected)[positive].mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("config_class", [ULMAConfig, UnlikelihoodConfig])
+def test_sft_weight_is_refused_where_positives_are_trained_by_sft_already(config_class, make_args):
+    with pytest.raises(ValueError, match="sft_weight=0.5"):
+        make_args(config_class, sft_weight=0.5)
 
 
 def overfit(trainer_class, config_class, model_dir, tokenizer, make_args):
@@ -428,8 +480,9 @@ def test_eval_loss_and_metrics_are_those_of_the_whole_set(trainer_class, config_
 
     prepared = trainer._prepare_dataset(Dataset.from_list(rows), tokenizer, args, "eval")
     batch = trainer.data_collator([prepared[i] for i in range(len(rows))])
-    logps = completion_logps(policy, batch, True)
-    u = 0.5 * (logps - completion_logps(reference, batch, True))
+    mean = trainer_class is ULMATrainer  # point-wise DPO on labels sums the log-probs, ULMA takes per-token means
+    logps = completion_logps(policy, batch, mean)
+    u = 0.5 * (logps - completion_logps(reference, batch, mean))
     positive = batch["score"] >= 1.0
     if trainer_class is ULMATrainer:
         expected = -logps[positive].mean() - 0.25 * 2 / 0.5 * F.logsigmoid(-u[~positive]).mean()

@@ -83,9 +83,6 @@ def rlhf_note(algorithm: str = "rloo") -> str:
     )
 
 
-RLHF_NOTE = rlhf_note("rloo")  # the default algorithm's
-
-
 class PPOUnavailableError(RuntimeError):
     """No usable PPO environment: none configured, a missing Python, or one whose TRL has no PPOTrainer."""
 

@@ -181,8 +181,10 @@ def pointwise_dpo_loss(
     positive_threshold: float = 1.0,
     counts: GroupCounts | None = None,
     score_scale: float = 1.0,
+    sft_weight: float = 0.0,
 ) -> LossOutput:
-    """Point-wise DPO: the implicit reward u = beta * h + log_z fitted to per-example labels or scores.
+    """Point-wise DPO: the implicit reward u = beta * h + log_z fitted to per-example labels or scores, plus
+    ``sft_weight`` times the negative log-likelihood -logp on positives.
 
     Args:
         policy_logps, ref_logps: (B,) sequence log-probs of each completion under the policy and the reference.
@@ -196,12 +198,17 @@ def pointwise_dpo_loss(
         counts: the group sizes to normalise by (see `GroupCounts`); default: this batch's.
         score_scale: continuous scores: the reward of a score z is ``score_scale * z`` (the fit is
             (score_scale * z - u)^2); 1 is the paper's.
+        sft_weight: weight of an SFT term -logp added to each positive's term (0: the paper's loss). The point-wise
+            term's pull on a positive fades as its reward grows (beta * sigmoid(-u)); this one does not, so the
+            positives' tokens, which negatives share, stay likely however far the negatives are pushed.
     """
     _check_option("score_type", score_type, SCORE_TYPES)
     _check_option("reduction", reduction, REDUCTIONS)
     u = beta * (policy_logps - ref_logps) + log_z
     terms = pointwise_term(u, scores.to(u.dtype), score_type, score_scale)
     positive = scores >= positive_threshold
+    if sft_weight:
+        terms = terms + sft_weight * torch.where(positive, -policy_logps, torch.zeros_like(policy_logps))
     counts = counts or batch_counts(scores, positive_threshold)
     pos_loss, neg_loss = reduce_groups(terms[positive].sum(), terms[~positive].sum(), counts, reduction)
     rewards = (beta * (policy_logps - ref_logps)).detach()

@@ -22,9 +22,9 @@ class PointwiseDPOConfig(DPOConfig):
         > Defaults that differ from [`~trl.DPOConfig`]'s
 
         learning_rate (`float`, *optional*, defaults to `1e-5`):
-            DPO's 1e-6 suits its summed log-probs; with `length_normalize=True` the loss acts on per-token means, whose
-            gradients are about |y| times smaller, like SFT's (TRL's SFT default: 2e-5). 1e-5 is the ULMA authors'
-            rate for ULMA and point-wise DPO (7B, LoRA); the 135M default job uses 3e-5 (measured). `max_length`
+            DPO's 1e-6 suits its summed log-probs; on per-token means (`length_normalize`) the gradients are about
+            |y| times smaller, like SFT's (TRL's SFT default: 2e-5). 1e-5 is the ULMA authors' rate for ULMA and
+            point-wise DPO (7B, LoRA); the 135M default job uses 3e-5 (measured). `max_length`
             (1024) and `gradient_checkpointing` (True) keep DPO's defaults, which are also the authors' settings.
 
         > Parameters that control the loss
@@ -49,15 +49,26 @@ class PointwiseDPOConfig(DPOConfig):
             Continuous scores: the reward of a score z is `score_scale * z`. `"auto"`: beta / std(training scores),
             so one standard deviation asks for one nat of log-ratio (per token with `length_normalize`); a number as
             given (1.0 is the paper's, which for scores in [0, 1] asks for up to 1 / beta nats: out of reach).
-        length_normalize (`bool`, *optional*, defaults to `True`):
+        length_normalize (`bool` or `None`, *optional*, defaults to `None`):
             Whether a completion's log-prob is the mean over its tokens (what the ULMA authors' code does, and so the
-            setting behind the paper's results) or their sum (what TRL's DPO does). With the mean, beta acts on a
-            per-token log-ratio, roughly |y| times smaller than DPO's.
+            setting behind the paper's results) or their sum (what TRL's DPO and KTO do). `None`: the sum for labels
+            (`score_type="binary"`), the mean for continuous scores. A label 0 asks the logistic loss for an
+            unbounded push, which fades only as beta * log-ratio falls well below 0: on the sum, once the tokens that
+            made the answer bad are unlikely; on the mean, only once the answer's average token is, so the push
+            drags down the tokens every answer shares (`benchmarks/lr_sweep.py`: at learning rates from 3e-4 the
+            mean leaves fewer well-formed answers than KTO, the sum as many or more). A continuous score asks for a
+            finite target, one nat per standard deviation with `score_scale="auto"`: per token on the mean, per
+            answer (too small to move it) on the sum.
         reduction (`str`, *optional*, defaults to `"mean"`):
             `"mean"`: mean of the per-example losses (the expectation in the paper's equation). `"per_group"`: mean
             over positives + mean over negatives (the authors' code); a group absent from a batch adds 0.
         positive_threshold (`float`, *optional*, defaults to `1.0`):
             Examples with score >= this value are positives (logged as `chosen`); the rest are negatives.
+        sft_weight (`float`, *optional*, defaults to `0.0`):
+            Adds `sft_weight * -log pi(y|x)` (per token with `length_normalize`) to each positive's term, as TRL
+            DPO's `loss_type=["sigmoid", "sft"]` (RPO) does: a pull on positives that does not fade as their reward
+            grows. 0 is the paper's loss. It keeps answers well-formed at high learning rates but slows the harm
+            reduction at low ones (`benchmarks/lr_sweep.py`).
 
         > Parameters that control the batch layout
 
@@ -105,10 +116,11 @@ class PointwiseDPOConfig(DPOConfig):
             "deviation asks for one nat of log-ratio; a number (1.0: the paper's)."
         },
     )
-    length_normalize: bool = field(
-        default=True,
+    length_normalize: bool | None = field(
+        default=None,
         metadata={
-            "help": "Mean (True, the ULMA authors' code) or sum (False, TRL DPO) of token log-probs per completion."
+            "help": "Mean (True, the ULMA authors' code) or sum (False, TRL DPO) of token log-probs per completion. "
+            "Unset: the sum for labels, the mean for continuous scores."
         },
     )
     reduction: str = field(
@@ -121,6 +133,10 @@ class PointwiseDPOConfig(DPOConfig):
     positive_threshold: float = field(
         default=1.0,
         metadata={"help": "Examples with score >= this value are positives."},
+    )
+    sft_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of an SFT term (-log pi) on positives, added to the point-wise term; 0: the paper's."},
     )
 
     layout: str = field(

@@ -30,7 +30,8 @@ from trl.trainer.utils import get_config_model_id, global_then_local_main_first,
 
 from .data import column_names, infer_score_type, to_pointwise
 from .layout import PromptGroupSampler, build_layout, rows_from_batch, supports_packed_layout, truncate_row
-from .losses import GroupCounts, LossOutput, batch_counts, pointwise_dpo_loss, reduce_groups, sequence_logps
+from .losses import GroupCounts, LossOutput, batch_counts, reduce_groups, sequence_logps
+from .objectives import PointwiseDPO, Targets
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
 from .targets import baseline_offset, loss_weighted_mean, prompt_baselines, resolve_scale, score_std
@@ -137,11 +138,9 @@ class PointwiseDPOTrainer(DPOTrainer):
     _name = "Point-wise DPO"
     _paper = ULMA_PAPER
     _config_class = PointwiseDPOConfig
+    _objective_class = PointwiseDPO  # the method (`trl_ulma.objectives`); built by `_fit_targets`
     _eval_totals: torch.Tensor | None = None  # the evaluation's summed `_row_stats`
     _eval_engine = None  # the DeepSpeed engine an evaluation before `train` runs in
-    # The loss fits every row's implicit reward to its label, so the labels' base rate matters (ULMA's SFT term and
-    # unlikelihood training fit no reward on positives)
-    _logistic_on_every_row = True
 
     def __init__(
         self,
@@ -179,6 +178,8 @@ class PointwiseDPOTrainer(DPOTrainer):
             if option.name not in {f.name for f in fields(DPOConfig)}:
                 setattr(self, option.name, getattr(args, option.name, option.default))
         self.score_type = self.score_type or infer_score_type(columns)
+        if self.length_normalize is None:  # labels: the sum; continuous scores: the per-token mean (the config's doc)
+            self.length_normalize = self.score_type == "continuous"
         if self.score_type == "binary" and not 0 < self.positive_threshold <= 1:
             raise ValueError(
                 f"`positive_threshold={self.positive_threshold}` with labels in [0, 1] makes every row a "
@@ -278,7 +279,6 @@ class PointwiseDPOTrainer(DPOTrainer):
             dataset = self._add_row_log_z(dataset)
         return dataset
 
-    _fits_reward = True  # the unlikelihood baseline has no implicit reward, and so no baseline or scale
     _STREAM_ROWS = 1024  # a stream's baseline and scale are estimated on its first rows
 
     def _training_scores(self) -> list[float]:
@@ -292,7 +292,8 @@ class PointwiseDPOTrainer(DPOTrainer):
     def _fit_targets(self) -> None:
         """Once, on the prepared training set: warn when a group is missing; fix the baseline (`_log_z`) and the
         continuous scale (`_score_scale`) from the training scores (`trl_ulma.targets`); warn, as KTO does, when
-        unbalanced labels meet the paper's baseline."""
+        unbalanced labels meet the paper's baseline; build the objective (`self.objective`)."""
+        objective = self._objective_class
         scores = self._training_scores()
         rows = len(scores)
         positives = sum(score >= self.positive_threshold for score in scores)
@@ -300,14 +301,21 @@ class PointwiseDPOTrainer(DPOTrainer):
             missing = "positive" if positives == 0 else "negative"
             logger.warning(
                 f"The training set has no {missing} examples (score {'>=' if missing == 'positive' else '<'} "
-                f"positive_threshold={self.positive_threshold}): {type(self).__name__} {self._degenerate_note(missing)}",
+                f"positive_threshold={self.positive_threshold}): {type(self).__name__} "
+                f"{objective.degenerate_note(missing)}",
                 main_process_only=True,
             )
         self._mean_score = loss_weighted_mean(scores, self.positive_threshold, self.reduction)
         self._score_std = score_std(scores)
         self._score_scale, self._log_z = 1.0, self.log_z
-        if not self._fits_reward:
-            return
+        if objective.fits_reward:
+            self._fit_reward_targets(scores, positives)
+        targets = Targets(self._log_z, self._score_scale, self._score_std, self._mean_score)
+        self.objective = objective.build(self, targets)
+
+    def _fit_reward_targets(self, scores: list[float], positives: int) -> None:
+        """The baseline and the scale of an objective that fits an implicit reward; the unbalanced-labels warning."""
+        rows = len(scores)
         if self.score_type == "continuous":
             self._score_scale = resolve_scale(self.score_scale, self.beta, scores)
         baseline = self._mean_score if self.score_baseline in ("mean", "prompt") else self.score_baseline
@@ -327,7 +335,7 @@ class PointwiseDPOTrainer(DPOTrainer):
         prior = sum(scores) / rows
         log_odds = baseline_offset(prior, "binary", 1.0)
         if (
-            self._logistic_on_every_row
+            self._objective_class.logistic_on_every_row
             and self.score_type == "binary"
             and baseline == "none"
             and abs(log_odds) > math.log(2)
@@ -354,9 +362,6 @@ class PointwiseDPOTrainer(DPOTrainer):
         baselines = prompt_baselines(dataset["score"], prompts, self._mean_score)
         offsets = [self.log_z + baseline_offset(b, self.score_type, self._score_scale) for b in baselines]
         return dataset.add_column("log_z", offsets)
-
-    def _degenerate_note(self, missing: str) -> str:
-        return "only fits the implicit reward of one class, which pushes all completions one way."
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -466,7 +471,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             self._precompute_model_hash if self._zero_stage() != 3 else self._zero3_model_hash(),
             self.args.max_length,
             self.args.truncation_mode,
-            self._reference_scope(mode),
+            self._objective_class.reference_scope(self, mode),
             # which rows are negatives, and so scored when the scope is "negatives"
             self.positive_threshold,
             self.score_type,
@@ -519,16 +524,9 @@ class PointwiseDPOTrainer(DPOTrainer):
             digest.update(getattr(param, "ds_tensor", param).detach().float().cpu().numpy().tobytes())
         return Hasher.hash(gather_object([digest.hexdigest()]))
 
-    def _reference_scope(self, mode: str) -> str:
-        """Rows whose reference log-prob the loss reads in training: ``"all"``, ``"negatives"`` or ``"none"``.
-
-        Evaluation always scores every row (a forward without backward is cheap) so its reward metrics are complete.
-        """
-        return "all"
-
     def _reference_logps(self, model, inputs, mode: str) -> torch.Tensor:
         """Summed reference log-probs (B,), computed only on the rows the loss reads; NaN elsewhere."""
-        scope = self._reference_scope(mode)
+        scope = self._objective_class.reference_scope(self, mode)
         if scope == "all":
             return self.compute_ref_log_probs(model, inputs)
         logps = torch.full_like(inputs["score"], float("nan"))
@@ -646,24 +644,6 @@ class PointwiseDPOTrainer(DPOTrainer):
         kwargs["use_cache"] = False
         return kwargs
 
-    def _loss(
-        self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
-    ) -> LossOutput:
-        """The point-wise objective on one batch; `ULMATrainer` overrides this alone. ``log_z``: a float, or (B,) per
-        row. The `LossOutput` must carry the per-example ``terms`` (the metrics and `eval_loss` are made of them)."""
-        return pointwise_dpo_loss(
-            policy_logps,
-            ref_logps,
-            scores,
-            beta=self.beta,
-            score_type=self.score_type,
-            log_z=log_z,
-            reduction=self.reduction,
-            positive_threshold=self.positive_threshold,
-            counts=counts,
-            score_scale=self._score_scale,
-        )
-
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         inputs = dict(inputs)
@@ -687,7 +667,7 @@ class PointwiseDPOTrainer(DPOTrainer):
 
         scores = inputs["score"].to(policy_logps.dtype)
         log_z = inputs["log_z"].to(policy_logps.dtype) if "log_z" in inputs else self._log_z
-        result = self._loss(policy_logps, ref_logps, scores, token_logps, token_mask, counts, log_z)
+        result = self.objective.loss(policy_logps, ref_logps, scores, token_logps, token_mask, counts, log_z)
         loss = result.loss
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
@@ -784,10 +764,6 @@ class PointwiseDPOTrainer(DPOTrainer):
         }
         return torch.stack([stats[name].to(_float_dtype(scores.device)) for name in self._stat_names], dim=1)
 
-    def _token_level_positives(self) -> bool:
-        """Whether the positives' terms are token sums that the loss turns into a token mean (ULMA's token_nll)."""
-        return False
-
     def _metrics_from_totals(self, t: dict[str, float], loss_parts: tuple[float, float] | None = None) -> dict:
         """Metrics (and ``loss``) from sums and counts. ``loss_parts``: the (positive, negative) parts of the loss
         when the trainer already has them (training); otherwise they are reduced from the summed terms."""
@@ -795,7 +771,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             counts = GroupCounts(t["n_pos"], t["n_neg"], t["n_pos"] + t["n_neg"], t["tokens_pos"])
             parts = reduce_groups(
                 torch.tensor(t["term_pos"]), torch.tensor(t["term_neg"]), counts, self.reduction,
-                self._token_level_positives(),
+                self.objective.token_level_positives,
             )  # fmt: skip
             loss_parts = tuple(float(part) for part in parts)
         metrics = {

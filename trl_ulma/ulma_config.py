@@ -12,13 +12,15 @@ class ULMAConfig(PointwiseDPOConfig):
     ULMA (arXiv 2312.02554) trains in one step on one dataset: plain SFT on positive / demonstration examples
     (score >= `positive_threshold`) and the KL-regularised point-wise DPO term on negatives. All
     [`PointwiseDPOConfig`] parameters apply; `reduction` defaults to `"per_group"` (mean over positives + mean over
-    negatives), the paper's E_{D+}[...] + E_{D-}[...] and the authors' code.
+    negatives), the paper's E_{D+}[...] + E_{D-}[...] and the authors' code; `length_normalize` defaults to `True`
+    (per-token means, as the authors' code) for labels and scores alike.
 
     Parameters:
         sft_loss_type (`str`, *optional*, defaults to `"nll"`):
             The term on positives. `"nll"`: -log pi(y|x) (ULMA). `"beta_nll"`: -beta * log pi(y|x). `"token_nll"`:
             token-level cross-entropy over all positive tokens of the batch. `"pointwise_dpo"`: the point-wise DPO term,
-            which with `preference_balance=None` (and the same `reduction`) turns ULMA into point-wise DPO.
+            which with `preference_balance=None` (and the same `reduction` and `length_normalize`) turns ULMA into
+            point-wise DPO.
         preference_balance (`float` or `None`, *optional*, defaults to `0.25`):
             How hard negatives are pushed down relative to how hard positives are pulled up, at the start: the
             negatives' term is weighted so that a negative's initial gradient weighs `preference_balance` times a
@@ -28,6 +30,10 @@ class ULMAConfig(PointwiseDPOConfig):
             negatives). The default comes from `benchmarks/ulma_sensitivity.py` (docs/alignment-quality.md).
     """
 
+    length_normalize: bool = field(
+        default=True,
+        metadata={"help": "Mean (True, the ULMA authors' code) or sum (False) of token log-probs per completion."},
+    )
     reduction: str = field(
         default="per_group",
         metadata={
@@ -57,5 +63,10 @@ class ULMAConfig(PointwiseDPOConfig):
             raise ValueError(
                 "`preference_balance` must be >= 0, or None for the paper's plain sum; "
                 f"got {self.preference_balance!r}."
+            )
+        if self.sft_weight:
+            raise ValueError(
+                f"`sft_weight={self.sft_weight}` adds an SFT term to point-wise DPO's positives; ULMA trains its "
+                "positives by SFT already (`sft_loss_type`): leave sft_weight at 0."
             )
         super().__post_init__()

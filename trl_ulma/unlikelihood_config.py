@@ -41,6 +41,10 @@ class UnlikelihoodConfig(PointwiseDPOConfig):
             "choices": list(UNLIKELIHOOD_FORMS),
         },
     )
+    length_normalize: bool = field(
+        default=True,
+        metadata={"help": "Per-token mean (True) or sum (False) of the log-probs in both terms."},
+    )
     min_prob_gap: float = field(
         default=1e-5,
         metadata={"help": "Floor of 1 - p_t in the 'token' form."},
@@ -61,5 +65,10 @@ class UnlikelihoodConfig(PointwiseDPOConfig):
             raise ValueError(
                 "Unlikelihood training uses no reference model: leave `precompute_ref_log_probs=True`, which keeps "
                 "DPOTrainer from loading one (nothing is computed)."
+            )
+        if self.sft_weight:
+            raise ValueError(
+                f"`sft_weight={self.sft_weight}` is point-wise DPO's; unlikelihood training's positives get their "
+                "likelihood term already: leave sft_weight at 0."
             )
         super().__post_init__()

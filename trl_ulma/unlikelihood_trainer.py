@@ -5,7 +5,7 @@ from unittest import mock
 from datasets import Dataset
 from trl.trainer import dpo_trainer
 
-from .losses import GroupCounts, LossOutput, unlikelihood_loss
+from .objectives import Unlikelihood
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
 from .unlikelihood_config import UnlikelihoodConfig
 
@@ -42,9 +42,8 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
     _tag_names = ["trl", "trl-ulma", "unlikelihood"]
     _name = "Unlikelihood"
     _paper = UNLIKELIHOOD_PAPER
-    _logistic_on_every_row = False
-    _fits_reward = False
     _config_class = UnlikelihoodConfig
+    _objective_class = Unlikelihood
 
     def __init__(self, model, ref_model=None, args: UnlikelihoodConfig | None = None, *positional, **kwargs):
         """Arguments as `PointwiseDPOTrainer`'s; ``ref_model`` must stay None (checked before DPOTrainer loads one)."""
@@ -64,27 +63,3 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
 
     def _precompute_ref_logps(self, dataset: Dataset, name: str, batch_size: int) -> Dataset:
         return dataset  # the loss reads no reference log-prob
-
-    def _reference_scope(self, mode: str) -> str:
-        return "none"
-
-    def _loss(
-        self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
-    ) -> LossOutput:
-        return unlikelihood_loss(
-            policy_logps,
-            scores,
-            form=self.unlikelihood_form,
-            reduction=self.reduction,
-            positive_threshold=self.positive_threshold,
-            token_logps=token_logps,
-            token_mask=token_mask,
-            length_normalize=self.length_normalize,
-            min_prob_gap=self.min_prob_gap,
-            counts=counts,
-        )
-
-    def _degenerate_note(self, missing: str) -> str:
-        if missing == "negative":
-            return "reduces to supervised fine-tuning on the positives."
-        return "only lowers the likelihood of the negatives, with no demonstration to anchor the model."
