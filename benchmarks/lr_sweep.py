@@ -1,6 +1,6 @@
 """Learning-rate sweep in both ground-truth worlds: at which rates does each method keep answering in sentences?
 
-    python benchmarks/lr_sweep.py --world ratings   [--methods kto pointwise_dpo_labels ...] [--rates ...] [--seeds 0 1 2]
+    python benchmarks/lr_sweep.py --world ratings [--methods kto pointwise_dpo_labels ...] [--rates ...] [--seeds 0 1 2]
     python benchmarks/lr_sweep.py --world alignment [--set pointwise_dpo.length_normalize=false ...]
 
 Users rarely tune the learning rate, so a method that breaks in a window of rates is one they stop trusting. Each
@@ -206,6 +206,8 @@ def plot(payload: dict[str, Any], path: Path) -> None:
             axis.errorbar(rates, means, yerr=stds, fmt=style, marker="o", capsize=2, label=label)
         axis.axhline(summary["base"][key], color="grey", linewidth=0.8, linestyle=":")
         axis.set(xscale="log", xlabel="learning rate", title=METRICS[key])
+        if key == "perplexity":
+            axis.set_yscale("log")
     axes[0].legend(fontsize=7)
     figure.suptitle(f"{payload['world']} world, mean ± std over seeds {payload['seeds']} (dotted: the base model)")
     figure.tight_layout()
