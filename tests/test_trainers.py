@@ -188,7 +188,8 @@ def test_length_normalize_default_follows_the_score_type(
 ):
     rows = [{"prompt": r["prompt"], "completion": r["completion"], column: float(r["label"])} for r in toy_rows(8)]
     args = make_args(config_class) if option == "default" else make_args(config_class, length_normalize=option)
-    trainer = trainer_class(model=model_dir, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    dataset = Dataset.from_list(rows)
+    trainer = trainer_class(model=model_dir, args=args, train_dataset=dataset, processing_class=tokenizer)
     assert trainer.length_normalize is expected
     # the loss reads the log-probs so normalised: the policy's own reward at the reference is 0, its log-prob is not
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])

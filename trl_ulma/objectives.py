@@ -1,10 +1,10 @@
 """What a method is: its loss and everything the trainer must know about it, in one object per method.
 
-`PointwiseDPOTrainer` knows no method. It asks its objective class, before anything is built, which rows need a
-reference log-prob (`reference_scope`), whether the loss fits an implicit reward (and so needs a baseline and a
-scale: `fits_reward`) and whether that fit covers every row (`logistic_on_every_row`, which decides the unbalanced-labels
-warning); once the targets are fitted it builds the objective (`build(options, targets)`) and calls its `loss` on
-every batch. A new method is one objective and one config.
+`PointwiseDPOTrainer` knows no method. Before anything is built it asks its objective class which rows need a
+reference log-prob (`reference_scope`), whether the loss fits an implicit reward and so needs a baseline and a scale
+(`fits_reward`), whether that fit covers every row (`logistic_on_every_row`: the unbalanced-labels warning) and what
+the loss does when a group is missing (`without`). Once the targets are fitted it builds the objective
+(`build(options, targets)`) and calls its `loss` on every batch. A new method is one objective and one config.
 """
 
 from dataclasses import dataclass, fields
@@ -45,6 +45,10 @@ class PointwiseDPO:
     fits_reward: ClassVar[bool] = True
     logistic_on_every_row: ClassVar[bool] = True  # the labels' base rate matters: the fit covers the positives too
     token_level_positives: ClassVar[bool] = False  # positives' terms are token sums turned into a token mean
+    # What the loss does on a training set with no positive (no negative) rows
+    without: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("positive", "negative"), "only fits the implicit reward of one class, which pushes all completions one way."
+    )
 
     @classmethod
     def build(cls, options: Any, targets: Targets) -> "PointwiseDPO":
@@ -56,11 +60,6 @@ class PointwiseDPO:
         """Rows whose reference log-prob the loss reads in training: ``"all"``, ``"negatives"`` or ``"none"``.
         Evaluation always scores every row (a forward without backward is cheap), so its reward metrics are complete."""
         return "all"
-
-    @staticmethod
-    def degenerate_note(missing: str) -> str:
-        """What the loss does on a training set with no ``missing`` ("positive" or "negative") rows."""
-        return "only fits the implicit reward of one class, which pushes all completions one way."
 
     def loss(
         self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
@@ -91,6 +90,10 @@ class ULMA(PointwiseDPO):
     preference_balance: float | None
 
     logistic_on_every_row = False
+    without = {
+        "negative": "reduces to supervised fine-tuning on the positives.",
+        "positive": "reduces to the point-wise DPO term on negatives alone (no demonstrations to learn from).",
+    }
 
     @property
     def preference_weight(self) -> float:
@@ -110,12 +113,6 @@ class ULMA(PointwiseDPO):
     @property
     def token_level_positives(self) -> bool:
         return self.sft_loss_type == "token_nll"
-
-    @staticmethod
-    def degenerate_note(missing: str) -> str:
-        if missing == "negative":
-            return "reduces to supervised fine-tuning on the positives."
-        return "reduces to the point-wise DPO term on negatives alone (no demonstrations to learn from)."
 
     def loss(
         self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
@@ -149,16 +146,14 @@ class Unlikelihood(PointwiseDPO):
 
     fits_reward = False  # no implicit reward, and so no baseline or scale
     logistic_on_every_row = False
+    without = {
+        "negative": "reduces to supervised fine-tuning on the positives.",
+        "positive": "only lowers the likelihood of the negatives, with no demonstration to anchor the model.",
+    }
 
     @classmethod
     def reference_scope(cls, options, mode: str) -> str:
         return "none"
-
-    @staticmethod
-    def degenerate_note(missing: str) -> str:
-        if missing == "negative":
-            return "reduces to supervised fine-tuning on the positives."
-        return "only lowers the likelihood of the negatives, with no demonstration to anchor the model."
 
     def loss(
         self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z

@@ -136,7 +136,7 @@ class PointwiseDPOConfig(DPOConfig):
     )
     sft_weight: float = field(
         default=0.0,
-        metadata={"help": "Weight of an SFT term (-log pi) on positives, added to the point-wise term; 0: the paper's."},
+        metadata={"help": "Weight of an SFT term (-log pi) on positives, added to the point-wise term; 0: none."},
     )
 
     layout: str = field(

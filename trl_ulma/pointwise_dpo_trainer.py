@@ -302,7 +302,7 @@ class PointwiseDPOTrainer(DPOTrainer):
             logger.warning(
                 f"The training set has no {missing} examples (score {'>=' if missing == 'positive' else '<'} "
                 f"positive_threshold={self.positive_threshold}): {type(self).__name__} "
-                f"{objective.degenerate_note(missing)}",
+                f"{objective.without[missing]}",
                 main_process_only=True,
             )
         self._mean_score = loss_weighted_mean(scores, self.positive_threshold, self.reduction)
