@@ -200,6 +200,11 @@ def test_length_normalize_default_follows_the_score_type(
     assert logged == pytest.approx(completion_logps(trainer.model, batch, expected)[positive].mean().item(), rel=1e-5)
 
 
+def test_negative_sft_weight_is_refused(make_args):
+    with pytest.raises(ValueError, match="sft_weight"):
+        make_args(PointwiseDPOConfig, sft_weight=-0.1)
+
+
 @pytest.mark.parametrize("config_class", [ULMAConfig, UnlikelihoodConfig])
 def test_sft_weight_is_refused_where_positives_are_trained_by_sft_already(config_class, make_args):
     with pytest.raises(ValueError, match="sft_weight=0.5"):

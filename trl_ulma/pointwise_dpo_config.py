@@ -86,8 +86,8 @@ class PointwiseDPOConfig(DPOConfig):
     learning_rate: float = field(
         default=1e-5,
         metadata={
-            "help": "Initial AdamW learning rate. 1e-5 (not DPO's 1e-6): the loss acts on per-token mean log-probs, "
-            "as SFT does; it is the ULMA authors' rate."
+            "help": "Initial AdamW learning rate. 1e-5 (not DPO's 1e-6): the ULMA authors' rate; on per-token means "
+            "(length_normalize) the gradients are about |y| times smaller, like SFT's."
         },
     )
     score_type: str | None = field(
@@ -164,6 +164,8 @@ class PointwiseDPOConfig(DPOConfig):
         if self.padding_free:  # TRL's DPOTrainer would warn and ignore it
             self.layout = "padding_free" if self.layout == "padded" else self.layout
             self.padding_free = False
+        if not self.sft_weight >= 0:
+            raise ValueError(f"`sft_weight` must be >= 0 (it pulls positives up), got {self.sft_weight!r}.")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"`reduction` must be one of {list(REDUCTIONS)}, got {self.reduction!r}.")
         if self.bf16 is None and not self.fp16 and not self.use_cpu and not _has_accelerator():
