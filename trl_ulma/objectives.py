@@ -32,15 +32,12 @@ class Targets(NamedTuple):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PointwiseDPO:
-    """Point-wise DPO: the implicit reward fitted to every row's label or score (`losses.pointwise_dpo_loss`)."""
+class Objective:
+    """What every method shares: the fitted targets, the reduction and the split into positives and negatives."""
 
     targets: Targets
-    beta: float
-    score_type: str
     reduction: str
     positive_threshold: float
-    sft_weight: float
 
     fits_reward: ClassVar[bool] = True
     logistic_on_every_row: ClassVar[bool] = True  # the labels' base rate matters: the fit covers the positives too
@@ -51,7 +48,7 @@ class PointwiseDPO:
     )
 
     @classmethod
-    def build(cls, options: Any, targets: Targets) -> "PointwiseDPO":
+    def build(cls, options: Any, targets: Targets) -> "Objective":
         """The objective with its fields read from ``options`` (a config, or a trainer holding its options)."""
         return cls(targets=targets, **{f.name: getattr(options, f.name) for f in fields(cls) if f.name != "targets"})
 
@@ -60,6 +57,15 @@ class PointwiseDPO:
         """Rows whose reference log-prob the loss reads in training: ``"all"``, ``"negatives"`` or ``"none"``.
         Evaluation always scores every row (a forward without backward is cheap), so its reward metrics are complete."""
         return "all"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointwiseDPO(Objective):
+    """Point-wise DPO: the implicit reward fitted to every row's label or score (`losses.pointwise_dpo_loss`)."""
+
+    beta: float
+    score_type: str
+    sft_weight: float
 
     def loss(
         self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
@@ -82,10 +88,12 @@ class PointwiseDPO:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ULMA(PointwiseDPO):
+class ULMA(Objective):
     """ULMA: SFT on positives, the point-wise DPO term on negatives, weighted by ``preference_balance``
     (`losses.ulma_loss`)."""
 
+    beta: float
+    score_type: str
     sft_loss_type: str
     preference_balance: float | None
 
@@ -136,7 +144,7 @@ class ULMA(PointwiseDPO):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Unlikelihood(PointwiseDPO):
+class Unlikelihood(Objective):
     """Unlikelihood training: likelihood up on positives, down on negatives, no reference model
     (`losses.unlikelihood_loss`)."""
 
