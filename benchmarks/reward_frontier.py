@@ -22,16 +22,19 @@ Every offline method trains on these same samples, in the form it takes:
     dpo            TRL DPO on one pair per prompt: its best sample against its worst (`baselines.train_dpo`)
     kto            TRL KTO on binarised rewards: above the prompt's mean reward = desirable, with class weights that
                    make the weighted desirable : undesirable count 7 : 6 (inside the [1, 4/3] KTOTrainer asks for)
+    unlikelihood   `UnlikelihoodTrainer` (no reference): each prompt's best sample up, the others down (its default
+                   sequence form and per-group mean); its strength is the learning rate
     pointwise_dpo  point-wise DPO on the scores, each prompt's mean score as its baseline (``score_baseline="prompt"``)
     ulma           ULMA on the scores, each prompt's best sample the positive (ULMAConfig's defaults otherwise, as
                    in the reward loop)
     ulma_rounds    `run_reward_loop`: ``--rounds`` (2) rounds of sample K per prompt / score / train ULMA, the
                    reference the initial model; round 1 draws its own samples (seed + 1)
+    ulma_rounds_previous  the same with the previous round's model as the reference (``reference="previous"``)
     grpo           TRL GRPO online with the same reward, ``num_generations`` = K, a batch of 2 prompts x K, as many
                    steps as make it generate as many completions as ulma_rounds (2 x 40 x 4 = 320: 40 steps)
 
-Strengths: ``--betas`` (0.1 0.5) for every method but rft (the KL coefficient; for GRPO its per-token KL penalty),
-``--rft_lrs`` (1e-5 3e-5) for rft. Training: ``--learning_rate`` 1e-5, ``--epochs`` 2, batch 8, ``max_length`` 128,
+Strengths: ``--betas`` (0.1 0.5) for every method but rft and unlikelihood (the KL coefficient; for GRPO its
+per-token KL penalty), ``--lrs`` (1e-5 3e-5) for those two. Training: ``--learning_rate`` 1e-5, ``--epochs`` 2, batch 8, ``max_length`` 128,
 no gradient checkpointing, ``--seed``.
 
 Evaluation of each policy and of the base, on the held-out prompts: ``--eval_samples`` (2) samples per prompt with
@@ -45,8 +48,9 @@ rounds' and GRPO's own generation in theirs). The report adds each method's rewa
 methods and its KL at shared reward levels, by linear interpolation along its frontier (the base at KL 0 included).
 
 Files: ``--output_dir/seed{S}/`` (runs/reward-frontier) holds the base model's samples and evaluation and one folder
-per job, ``{method}-{strength}/result.json``; a rerun skips what is done. A job's trained model is deleted once
-evaluated (``--keep_models`` keeps it). Results: ``benchmarks/results/reward-frontier-seed{S}.json`` / ``.md`` /
+per job, ``{method}-{strength}/result.json``; a rerun skips what is done and takes the jobs of an existing results
+file of the same settings (another session's run folder may be gone), so a run of a few methods adds them to the
+file. A job's trained model is deleted once evaluated (``--keep_models`` keeps it). Results: ``benchmarks/results/reward-frontier-seed{S}.json`` / ``.md`` /
 ``.png``; ``--combine`` writes ``reward-frontier.md`` / ``.png`` (means over seeds, ± their standard deviation).
 
 Time on 2 cores (measured per training step at batch 8: ULMA and point-wise DPO 3.7 s, rft 6 s, KTO 10 s, DPO 16 s
@@ -98,15 +102,17 @@ from trl_ulma.sampling import (
     sample_kl,
 )
 
-METHODS = ("rft", "dpo", "kto", "pointwise_dpo", "ulma", "ulma_rounds", "grpo")
-OFFLINE = ("rft", "dpo", "kto", "pointwise_dpo", "ulma")
+METHODS = ("rft", "dpo", "kto", "unlikelihood", "pointwise_dpo", "ulma", "ulma_rounds", "ulma_rounds_previous", "grpo")
+OFFLINE = ("rft", "dpo", "kto", "unlikelihood", "pointwise_dpo", "ulma")
+ROUNDS = {"ulma_rounds": "initial", "ulma_rounds_previous": "previous"}  # method: the later rounds' reference
+SWEPT_BY_RATE = ("rft", "unlikelihood")  # no beta: their strength is the learning rate (--rft_lrs)
 EVAL_SEED = 12345  # + the run's seed: held-out samples drawn with the same seed for every policy
 KTO_BALANCE = 7 / 6  # weighted desirable / undesirable count, inside KTOTrainer's [1, 4/3]
 GENERATION_BATCH = 16
 # Seconds per training step on SmolLM2-135M, 2 CPU cores, batch 8 (measured: 4-step runs; GRPO's includes its
 # generation of 8 completions of 40 tokens), for the plan; the progress lines rescale it by the jobs already run
-STEP_SECONDS = {"rft": 6.0, "dpo": 16.0, "kto": 10.0, "pointwise_dpo": 3.7, "ulma": 3.7, "ulma_rounds": 3.7}
-STEP_SECONDS["grpo"] = 14.0
+STEP_SECONDS = {"rft": 6.0, "dpo": 16.0, "kto": 10.0, "unlikelihood": 3.0, "pointwise_dpo": 3.7, "ulma": 3.7}
+STEP_SECONDS |= {"ulma_rounds": 3.7, "ulma_rounds_previous": 3.7, "grpo": 14.0}
 SAMPLE_SECONDS = 0.4  # per sample of 40 tokens, batches of 16
 JOB_OVERHEAD = 15.0  # loading, tokenising, saving
 SMOKE = {  # --smoke: the tiny offline model, a few prompts, 2 steps per training
@@ -199,7 +205,23 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def strength_label(method: str, strength: float) -> str:
-    return f"lr={strength:g}" if method == "rft" else f"β={strength:g}"
+    return f"lr={strength:g}" if method in SWEPT_BY_RATE else f"β={strength:g}"
+
+
+def same_protocol(results_file: Path, protocol: Protocol) -> bool:
+    """Whether ``results_file`` exists and holds results of ``protocol``."""
+    if not results_file.exists():
+        return False
+    settings = read_json(results_file)["settings"]
+    return all(settings.get(key) == value for key, value in asdict(protocol).items())
+
+
+def earlier_commands(results_file: Path, protocol: Protocol) -> list[str]:
+    """The commands that wrote the results ``results_file`` holds for ``protocol``."""
+    if not same_protocol(results_file, protocol):
+        return []
+    payload = read_json(results_file)
+    return payload.get("commands", [payload["command"]])
 
 
 def job_name(method: str, strength: float) -> str:
@@ -343,6 +365,9 @@ class Frontier:
         elif method == "kto":
             extra = kto_weights(rows)
             count = len(rows)
+        elif method == "unlikelihood":
+            extra = {"score_type": "continuous"}  # each prompt's best up (positive_threshold 1.0), the others down
+            count = len(rows)
         else:
             extra = {"score_type": "continuous"} | ({"score_baseline": "prompt"} if method == "pointwise_dpo" else {})
             count = len(rows)
@@ -370,11 +395,12 @@ class Frontier:
     def train_offline(self, method: str, strength: float, job_dir: Path) -> dict[str, Any]:
         data, extra, counts = self.offline_data(method)
         fields = {"max_length": self.p.max_length, "learning_rate": self.p.learning_rate} | extra
-        fields = fields | ({"learning_rate": strength} if method == "rft" else {"beta": strength})
+        fields = fields | ({"learning_rate": strength} if method in SWEPT_BY_RATE else {"beta": strength})
         train = {
             "rft": baselines.train_sft,
             "dpo": baselines.train_dpo,
             "kto": baselines.train_kto,
+            "unlikelihood": baselines.train_unlikelihood,
             "pointwise_dpo": baselines.train_pointwise_dpo,
             "ulma": baselines.train_ulma,
         }[method]
@@ -392,7 +418,7 @@ class Frontier:
             "log": state["log_history"],
         }
 
-    def train_rounds(self, strength: float, job_dir: Path) -> dict[str, Any]:
+    def train_rounds(self, strength: float, job_dir: Path, reference: str) -> dict[str, Any]:
         training = self.trainer_fields(beta=strength, learning_rate=self.p.learning_rate, max_length=self.p.max_length)
         training.pop("seed")  # the loop's
         config = RewardLoopConfig(
@@ -400,7 +426,7 @@ class Frontier:
             rounds=self.p.rounds,
             num_generations=self.p.num_generations,
             trainer="ulma",
-            reference="initial",
+            reference=reference,
             positives="best",
             max_new_tokens=self.p.max_new_tokens,
             generation_batch_size=GENERATION_BATCH,
@@ -495,6 +521,15 @@ class Frontier:
             write_json(path, {"method": "base", "metrics": metrics, "eval_seconds": time.perf_counter() - start})
         return read_json(path)
 
+    def restore(self, results_file: Path) -> list[dict[str, Any]]:
+        """The jobs of an earlier results file of this protocol (another session's run folder may be gone): each
+        missing from the run folder is written back to it, so that it counts as done."""
+        earlier = read_json(results_file)["results"] if same_protocol(results_file, self.p) else []
+        for result in earlier:
+            if not (path := self.job_path(result["method"], result["strength"])).exists():
+                write_json(path, result)
+        return earlier
+
     # Jobs ----------------------------------------------------------------------------------------------------------
     def job_path(self, method: str, strength: float) -> Path:
         return self.dir / job_name(method, strength) / "result.json"
@@ -506,8 +541,8 @@ class Frontier:
         start = time.perf_counter()
         if method in OFFLINE:
             info = self.train_offline(method, strength, job_dir)
-        elif method == "ulma_rounds":
-            info = self.train_rounds(strength, job_dir)
+        elif method in ROUNDS:
+            info = self.train_rounds(strength, job_dir, ROUNDS[method])
         else:
             info = self.train_grpo(strength, job_dir)
         train_seconds = time.perf_counter() - start
@@ -542,7 +577,7 @@ class Frontier:
             return p.max_steps or math.ceil(n / p.batch_size) * p.epochs
 
         evaluation = p.eval_prompts * p.eval_samples * SAMPLE_SECONDS * 1.3  # + KL and perplexity forwards
-        if method == "ulma_rounds":
+        if method in ROUNDS:
             train = p.rounds * (rows * SAMPLE_SECONDS + steps(rows) * STEP_SECONDS[method] + JOB_OVERHEAD)
         elif method == "grpo":
             train = p.grpo_steps * STEP_SECONDS[method]
@@ -732,6 +767,7 @@ def cuts(args: argparse.Namespace, protocol: Protocol, results: list[dict[str, A
     for result in results:
         steps.setdefault(result["method"], set()).add(result["steps"])
     steps_text = ", ".join(f"{m} {'/'.join(map(str, sorted(n)))}" for m, n in steps.items())
+    sweep_text = ", ".join(f"{r['method']} {r['label']}" for r in results)
     lines = [
         (
             f"Model: {model} instead of GPT-2 large fine-tuned on IMDb; prompts: review requests for "
@@ -746,10 +782,7 @@ def cuts(args: argparse.Namespace, protocol: Protocol, results: list[dict[str, A
             f"Training: {p.epochs} epochs at batch {p.batch_size}, learning rate {p.learning_rate:g}, no tuning per "
             f"method beyond the strength sweep; steps: {steps_text or 'none run'}."
         ),
-        (
-            f"Sweep: β {', '.join(f'{b:g}' for b in args.betas)} (rft: learning rates "
-            f"{', '.join(f'{lr:g}' for lr in args.rft_lrs)}) instead of the paper's denser sweep."
-        ),
+        f"Sweep: {sweep_text or 'none run'} instead of the paper's denser sweep.",
         (
             f"RL baseline: GRPO ({p.grpo_steps} steps of {p.batch_size // p.num_generations} prompts x "
             f"{p.num_generations} completions, the same reward), not PPO (TRL 1.16 has no PPOTrainer); its β is a "
@@ -762,8 +795,8 @@ def cuts(args: argparse.Namespace, protocol: Protocol, results: list[dict[str, A
     ]
     if p.max_steps:
         lines.append(f"Every training capped at {p.max_steps} steps (--max_steps).")
-    if left_out := [m for m in METHODS if m not in args.methods]:
-        lines.append(f"Methods left out of this run: {', '.join(left_out)}.")
+    if left_out := [m for m in METHODS if m not in steps]:
+        lines.append(f"Methods left out: {', '.join(left_out)}.")
     return lines
 
 
@@ -776,7 +809,7 @@ def write_seed_report(payload: dict[str, Any], stem: Path) -> None:
     text = [
         f"# Reward-KL frontier, seed {payload['settings']['seed']}",
         "",
-        f"`{payload['command']}`",
+        *(f"`{command}`  " for command in payload["commands"]),
         "",
         results_table([base_row, *rows], "_se"),
         "",
@@ -863,7 +896,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--betas", nargs="+", type=float, default=[0.1, 0.5])
-    parser.add_argument("--rft_lrs", nargs="+", type=float, default=[1e-5, 3e-5])
+    parser.add_argument("--lrs", "--rft_lrs", dest="rft_lrs", nargs="+", type=float, default=[1e-5, 3e-5],
+                        help="the strengths of rft and unlikelihood (no beta): learning rates")
     parser.add_argument("--train_prompts", type=int, default=40)
     parser.add_argument("--eval_prompts", type=int, default=40)
     parser.add_argument("--num_generations", type=int, default=4, help="K, samples per training prompt (>= 2)")
@@ -943,7 +977,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         grpo_steps=grpo_steps,
     )
     bench = Frontier(protocol, output_dir / f"seed{args.seed}", args.keep_models)
-    jobs = [(m, s) for m in args.methods for s in (args.rft_lrs if m == "rft" else args.betas)]
+    jobs = [(m, s) for m in args.methods for s in (args.rft_lrs if m in SWEPT_BY_RATE else args.betas)]
+    results_dir = Path(args.results_dir)
+    stem = results_dir / f"{prefix}-seed{args.seed}"
+    earlier = bench.restore(suffixed(stem, ".json"))
     evaluation = protocol.eval_prompts * protocol.eval_samples * SAMPLE_SECONDS * 1.3 + JOB_OVERHEAD
     planned = {  # 0 for what an earlier session did
         "base": 0.0 if (bench.dir / "base" / "result.json").exists() else evaluation,
@@ -991,9 +1028,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if m:
             print(f"    reward {m['reward']:.3f} ± {m['reward_se']:.3f}, KL {m['kl']:.2f}, ppl {m['perplexity']:.2f}")
 
+    done = {(result["method"], result["strength"]) for result in results}
+    results += [result for result in earlier if (result["method"], result["strength"]) not in done]
+    results.sort(key=lambda result: (METHODS.index(result["method"]), result["strength"]))
+    command = "python benchmarks/reward_frontier.py " + " ".join(sys.argv[1:] if argv is None else argv)
     payload = {
-        "command": "python benchmarks/reward_frontier.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "settings": asdict(protocol) | {"methods": args.methods, "betas": args.betas, "rft_lrs": args.rft_lrs},
+        "command": command,
+        "commands": list(dict.fromkeys([*earlier_commands(suffixed(stem, ".json"), protocol), command])),
+        "settings": asdict(protocol) | {"methods": sorted({r["method"] for r in results}, key=METHODS.index)},
         "cuts": cuts(args, protocol, results),
         "base": base,
         "shared": bench.shared_samples()[1],
@@ -1003,9 +1045,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "estimate": {"planned_seconds": planned_total, "jobs_run": len(jobs) - cached, "jobs_cached": cached},
         "seconds": time.perf_counter() - start,
     }
-    results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = results_dir / f"{prefix}-seed{args.seed}"
     write_seed_report(payload, stem)
     print(suffixed(stem, ".md").read_text())
     print(f"wrote {stem}.json, .md and .png")
