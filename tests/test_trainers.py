@@ -570,14 +570,14 @@ def test_mean_baseline_sets_log_z_to_the_prior_log_odds(model_dir, tokenizer, ma
     with caplog.at_level(logging.WARNING):
         trainer = PointwiseDPOTrainer(model=model_dir, args=args, train_dataset=unbalanced_rows(),
                                       processing_class=tokenizer)
-    assert trainer._log_z == pytest.approx(math.log(0.3 / 0.7), rel=1e-12)
+    assert trainer.targets.log_z == pytest.approx(math.log(0.3 / 0.7), rel=1e-12)
     assert "Unbalanced labels" not in caplog.text
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(10)])
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, batch)
     assert loss.item() == pytest.approx(-(0.3 * math.log(0.3) + 0.7 * math.log(0.7)), rel=1e-5)
     # The uninformed gradient pushes positives up and negatives down with equal total weight: sum of d loss / d u = 0
-    u = torch.full((10,), trainer._log_z, requires_grad=True)
+    u = torch.full((10,), trainer.targets.log_z, requires_grad=True)
     z = batch["score"]
     (-(z * F.logsigmoid(u) + (1 - z) * F.logsigmoid(-u))).sum().backward()
     assert u.grad.sum().item() == pytest.approx(0.0, abs=1e-6)
@@ -611,7 +611,7 @@ def test_per_group_reduction_keeps_labels_at_the_papers_log_z(model_dir, tokeniz
                                                    (PointwiseDPOTrainer, PointwiseDPOConfig, {"reduction": "per_group"})):
         trainer = trainer_class(model=model_dir, args=make_args(config_class, **overrides),
                                 train_dataset=unbalanced_rows(), processing_class=tokenizer)
-        assert trainer._log_z == 0.0
+        assert trainer.targets.log_z == 0.0
 
 
 def test_balanced_labels_do_not_warn_and_keep_the_papers_log_z(model_dir, tokenizer, make_args, caplog):
@@ -623,7 +623,8 @@ def test_balanced_labels_do_not_warn_and_keep_the_papers_log_z(model_dir, tokeni
     assert "Unbalanced labels" not in caplog.text
     default = PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig),
                                   train_dataset=unbalanced_rows(5, 5), processing_class=tokenizer)
-    assert trainer._log_z == 0.0 and abs(default._log_z) < 1e-12  # on balanced labels "mean" is the paper's 0
+    assert trainer.targets.log_z == 0.0
+    assert abs(default.targets.log_z) < 1e-12  # on balanced labels "mean" is the paper's 0
 
 
 def scored_rows(scores: list[float], prompts: list[int] | None = None) -> Dataset:
@@ -646,16 +647,16 @@ def test_continuous_scores_are_centred_and_scaled(trainer_class, config_class, m
     args = make_args(config_class, beta=0.2, per_device_train_batch_size=5)
     trainer = trainer_class(model=model_dir, args=args, train_dataset=scored_rows(scores), processing_class=tokenizer)
     assert trainer.score_type == "continuous"
-    assert trainer._score_scale == pytest.approx(0.2 / std, rel=1e-12)
+    assert trainer.targets.score_scale == pytest.approx(0.2 / std, rel=1e-12)
     baseline = mean if trainer_class is PointwiseDPOTrainer else (1.0 + 0.25) / 2
-    assert trainer._log_z == pytest.approx(0.2 / std * baseline, rel=1e-12)
+    assert trainer.targets.log_z == pytest.approx(0.2 / std * baseline, rel=1e-12)
     if trainer_class is PointwiseDPOTrainer:
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(5)])
         trainer.model.train()
         assert trainer.compute_loss(trainer.model, batch).item() == pytest.approx(0.2**2, rel=1e-5)
     paper = trainer_class(model=model_dir, args=make_args(config_class, score_baseline="none", score_scale="1.0"),
                           train_dataset=scored_rows(scores), processing_class=tokenizer)
-    assert paper._score_scale == 1.0 and paper._log_z == 0.0
+    assert paper.targets.score_scale == 1.0 and paper.targets.log_z == 0.0
 
 
 def test_prompt_baseline_gives_each_row_its_prompts_mean(model_dir, tokenizer, make_args):
@@ -707,7 +708,7 @@ def test_baseline_comes_from_the_training_set_only(model_dir, tokenizer, make_ar
         model=model_dir, args=make_args(PointwiseDPOConfig), train_dataset=unbalanced_rows(),
         eval_dataset={"train": unbalanced_rows(6, 2)}, processing_class=tokenizer,
     )
-    assert trainer._log_z == pytest.approx(math.log(0.3 / 0.7))
+    assert trainer.targets.log_z == pytest.approx(math.log(0.3 / 0.7))
     assert trainer.evaluate()["eval_rewards/accuracies"] == 0.5
 
 

@@ -1,8 +1,9 @@
 """trl-ulma: point-wise DPO and ULMA (arXiv 2312.02554) as drop-in TRL trainers."""
 
+from .collator import DataCollatorForPointwisePreference
 from .losses import LossOutput, pointwise_dpo_loss, sequence_logps, ulma_loss, unlikelihood_loss
 from .pointwise_dpo_config import PointwiseDPOConfig
-from .pointwise_dpo_trainer import DataCollatorForPointwisePreference, PointwiseDPOTrainer
+from .pointwise_dpo_trainer import PointwiseDPOTrainer
 from .reward_loop import RewardLoopConfig, run_reward_loop
 from .ulma_config import ULMAConfig
 from .ulma_trainer import ULMATrainer

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl.data_utils import _tokenize, is_conversational
 from trl.trainer.utils import pad
 
-from .pointwise_dpo_trainer import DataCollatorForPointwisePreference
+from .collator import DataCollatorForPointwisePreference
 from .preparation import add_eos, tokenize_row
 from .sampling import GenerationSettings, _by_length, _device, batch_completion_logps, generate
 

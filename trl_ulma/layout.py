@@ -126,10 +126,6 @@ class Layout:
         labels[:, 1:] = self.input_ids[:, 1:].masked_fill(self.row_index[:, :-1] < 0, -100)
         return labels
 
-    def shift_labels(self) -> torch.Tensor:
-        """(K, L) pre-shifted labels: position t holds the id of the token it scores, -100 where nothing is scored."""
-        return self.input_ids.roll(-1, dims=1).masked_fill(self.row_index < 0, -100)
-
     def _scored(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         num_seqs, length = self.row_index.shape
         if values.dim() != 2 or values.size(0) != num_seqs or values.size(1) not in (length - 1, length):
@@ -168,14 +164,6 @@ class Layout:
         counts = self.row_counts()
         width = int(counts.max()) if self.num_rows else 0
         return torch.arange(width, device=counts.device)[None, :] < counts[:, None]
-
-    def select(self, rows: Sequence[int] | torch.Tensor) -> "Layout":
-        """The layout of a subset of the rows (row i of the result is row ``rows[i]`` here), e.g. negatives only."""
-        if isinstance(rows, torch.Tensor):
-            rows = rows.nonzero().flatten().tolist() if rows.dtype == torch.bool else rows.tolist()
-        device = self.input_ids.device
-        return build_layout([self.rows[i] for i in rows], self.mode, **self.options).to(device)
-
 
 def truncate_row(
     prompt_ids: Sequence[int], completion_ids: Sequence[int], max_length: int | None, truncation_mode: str

@@ -21,7 +21,7 @@ from .losses import (
 
 
 class Targets(NamedTuple):
-    """The targets fitted on the training scores once (`trl_ulma.targets`): ``log_z`` (the config's constant plus the
+    """The targets fitted on the training scores once (`trl_ulma.fitting`): ``log_z`` (the config's constant plus the
     baseline's offset), the continuous ``score_scale`` (1 for labels), the scores' standard deviation and the mean
     score as the loss weighs the rows (the baseline of ``score_baseline="mean"`` and ``"prompt"``)."""
 
