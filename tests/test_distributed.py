@@ -111,10 +111,27 @@ def assert_same_training(result: dict, expected: dict) -> None:
         assert result["train_loss"] == pytest.approx(sum(entry["loss"] for entry in logs) / len(logs), abs=1e-5)
     if "eval" in result["case"]:
         assert_same_evaluation(result["evals"], expected["evals"])
-    final = load_weights(expected["checkpoint"])
-    torch.testing.assert_close(load_weights(result["checkpoint"]), final, rtol=0, atol=2e-5)
-    # Not vacuous: the last two steps alone move the weights far beyond that tolerance
+    final, found = load_weights(expected["checkpoint"]), load_weights(result["checkpoint"])
     middle = load_weights(expected["checkpoint"].replace("checkpoint-4", "checkpoint-2"))
+    assert_same_weights(found, final, middle)
+
+
+def assert_same_weights(found: dict, final: dict, middle: dict, rtol: float = 1e-2) -> None:
+    """Each tensor of ``found`` within ``rtol`` of ``final`` relative to how far ``final`` moved in its last steps
+    (from ``middle``), in norm; a tensor that did not move (a LoRA run's base weights) equal to 1e-6.
+
+    Not element by element: Adam divides each element's gradient by its own running scale, so an element whose
+    gradient is rounding noise moves by up to the learning rate either way, and two exact-in-math runs that round
+    differently (one process against two ranks) end apart on such elements: on one Intel Xeon 3.1e-5 on 1 of 512
+    elements (beyond the elementwise 2e-5 this test had), 3.4e-4 of the tensor's last update in norm. A rank training
+    on its own rows, a loss weighted differently or a resume without the optimizer's state move whole tensors away
+    by well over 1% of their update."""
+    assert found.keys() == final.keys()
+    for name, weights in final.items():
+        moved = (weights - middle[name]).norm().item()
+        error = (found[name] - weights).norm().item()
+        assert error <= rtol * moved + 1e-6, (name, error, moved)
+    # Not vacuous: the last two steps move the weights far beyond rounding
     assert max((final[name] - middle[name]).abs().max().item() for name in final) > 1e-3
 
 
