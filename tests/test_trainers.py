@@ -10,7 +10,7 @@ from datasets import Dataset, load_from_disk
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer
 
-from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer, UnlikelihoodConfig
+from trl_ulma import PointwiseDPOConfig, PointwiseDPOTrainer, ULMAConfig, ULMATrainer, UnlikelihoodConfig, sequence_logps
 from trl_ulma.testing import build_tiny_model, toy_dataset, toy_rows
 
 
@@ -381,7 +381,7 @@ def count_reference_rows(trainer):
     original = trainer.compute_ref_log_probs
 
     def recording(model, inputs):
-        seen.append(inputs["input_ids"].size(0))
+        seen.append(inputs["completion_mask"].size(0))  # a row per example, padded or laid out
         return original(model, inputs)
 
     trainer.compute_ref_log_probs = recording
@@ -459,6 +459,42 @@ def test_forward_never_materialises_full_vocabulary_logits(model_dir, tokenizer,
     assert 0 < mode.largest < full_logits
 
 
+@pytest.mark.parametrize("layout", ["shared_prompt", "padding_free"])
+def test_the_collator_lays_out_the_batch_and_the_forward_reads_nothing_back(layout, model_dir, tokenizer, make_args):
+    """The trainer's collator lays out each batch (and ULMA's negatives apart, for their reference forward) on the
+    CPU: the forward and the reference forward then take no value from a tensor (no `.item()`, `.tolist()` or
+    `nonzero`, each a device-to-host sync on a GPU), where laying out the padded batch in the forward takes several;
+    both give the same log-probs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class HostReads(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.reads = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten._local_scalar_dense, torch.ops.aten.nonzero):
+                self.reads.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    trainer = ULMATrainer(
+        model=model_dir, args=make_args(layout=layout), train_dataset=toy_dataset(8), processing_class=tokenizer
+    )
+    assert trainer.data_collator.layout == layout and trainer.data_collator.negatives_below == 1.0
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    padded = {key: value for key, value in batch.items() if key not in ("layout", "negatives", "negatives_layout")}
+    found = {}
+    for name, inputs in (("collator", batch), ("forward", padded)):
+        with torch.no_grad(), HostReads() as reads:
+            logps = sequence_logps(*trainer._forward_tokens(trainer.model, inputs)[:2], length_normalize=False)
+            ref = trainer._reference_logps(trainer.model, inputs, "train")
+        found[name] = (logps, ref, reads.reads)
+    assert found["collator"][2] == [] and "nonzero" in found["forward"][2]
+    torch.testing.assert_close(found["collator"][0], found["forward"][0], rtol=0, atol=0)
+    torch.testing.assert_close(found["collator"][1], found["forward"][1], rtol=0, atol=0, equal_nan=True)
+    assert int(torch.isnan(found["collator"][1]).sum()) == int((batch["score"] >= 1.0).sum())  # positives: none
+
+
 def grouped_eval_rows(n_pos: int = 7, n_neg: int = 5) -> list[dict]:
     """Held-out rows as DPO pairs give them: all positives, then all negatives."""
     rows = toy_rows(4 * (n_pos + n_neg), seed=3)
@@ -521,6 +557,7 @@ def test_precompute_cache_is_keyed_by_what_decides_the_negatives(model_dir, toke
     found = {}
     for threshold in (0.5, 1.0):
         trainer.positive_threshold = threshold
+        trainer.data_collator.negatives_below = threshold  # the collator lays out the negatives it gives
         found[threshold] = trainer._precompute_ref_logps(trainer.train_dataset, "train", 4)["ref_logps"]
     assert [math.isnan(ref) for ref in found[0.5]] == [True, True, False, True, True, False, True, False]
     assert [math.isnan(ref) for ref in found[1.0]] == [True, False, False, False, True, False, False, False]

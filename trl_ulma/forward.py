@@ -42,8 +42,11 @@ def forward_tokens(
             return None if values is None else values[:, -width:]
 
     else:
-        rows = rows_from_batch(batch["input_ids"], batch["attention_mask"], completion_mask)
-        packed = build_layout(rows, layout, pad_token_id=pad_token_id).to(completion_mask.device)
+        packed = batch.get("layout")  # laid out by the collator; otherwise here, from the padded batch
+        if packed is None:
+            rows = rows_from_batch(batch["input_ids"], batch["attention_mask"], completion_mask)
+            packed = build_layout(rows, layout, pad_token_id=pad_token_id)
+        packed = packed.to(completion_mask.device)
         kwargs = packed.model_inputs(unwrapped.config._attn_implementation, unwrapped.dtype)
         outputs = model(**kwargs, labels=packed.labels(), use_cache=False, fused_lm_head=True)
         token_mask = packed.token_mask()

@@ -76,7 +76,8 @@ class Layout:
     token ``input_ids[k, t + 1]`` is scored by the prediction at position t, -1 where nothing is scored (the last
     column always); ``token_slot[k, t]`` is that token's index among its row's scored tokens. ``sequence_mask`` is True
     on laid-out tokens (not padding). ``row_lengths`` (B,) is each row's length after truncation: the tokens the padded
-    path attends. ``rows`` and ``options`` are the builder's arguments, kept for `select`.
+    path attends. ``rows`` and ``options`` are the builder's arguments. Nothing a forward calls on it reads a value
+    back from the device.
     """
 
     mode: str
@@ -89,6 +90,7 @@ class Layout:
     row_lengths: torch.Tensor
     rows: tuple[Row, ...]
     options: dict[str, Any]
+    width: int  # the most scored tokens of a row: the width of `row_tokens`, known on the CPU
 
     @property
     def num_rows(self) -> int:
@@ -100,9 +102,11 @@ class Layout:
         ``row_lengths.sum()`` when prompts are shared."""
         return int(self.sequence_mask.sum())
 
-    def to(self, device: torch.device | str) -> "Layout":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Layout":
+        """The layout on ``device`` (accelerate's `send_to_device` moves a batch's layout with it)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(self, **{k: v.to(device) for k, v in values.items() if isinstance(v, torch.Tensor)})
+        moved = {k: v.to(device, non_blocking=non_blocking) for k, v in values.items() if isinstance(v, torch.Tensor)}
+        return replace(self, **moved)
 
     def model_inputs(self, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
         """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask
@@ -155,15 +159,13 @@ class Layout:
         scored, picked = self._scored(values)
         rows = self.row_index[:, : values.size(1)][scored]
         slots = self.token_slot[:, : values.size(1)][scored]
-        width = int(self.row_counts().max()) if self.num_rows else 0
-        out = values.new_full((self.num_rows, width), fill)
+        out = values.new_full((self.num_rows, self.width), fill)
         return out.index_put((rows, slots), picked)
 
     def token_mask(self) -> torch.Tensor:
         """(B, T) bool, True on the entries of `row_tokens` that hold a scored token."""
         counts = self.row_counts()
-        width = int(counts.max()) if self.num_rows else 0
-        return torch.arange(width, device=counts.device)[None, :] < counts[:, None]
+        return torch.arange(self.width, device=counts.device)[None, :] < counts[:, None]
 
 def truncate_row(
     prompt_ids: Sequence[int], completion_ids: Sequence[int], max_length: int | None, truncation_mode: str
@@ -326,6 +328,7 @@ def _assemble(
         slots[order] = torch.arange(len(order)) - starts
         token_slot.view(-1)[where] = slots
     row_lengths = torch.tensor([len(sequence) for sequence, _ in truncated], dtype=torch.long)
+    counts = torch.bincount(row_index[row_index >= 0], minlength=len(rows))
     return Layout(
         mode=mode,
         input_ids=input_ids,
@@ -337,6 +340,7 @@ def _assemble(
         row_lengths=row_lengths,
         rows=rows,
         options=options,
+        width=int(counts.max()) if len(rows) else 0,
     )
 
 

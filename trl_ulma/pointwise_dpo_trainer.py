@@ -7,7 +7,6 @@ DeepSpeed and transformers internals in `workarounds`.
 """
 
 import copy
-import functools
 from dataclasses import fields
 
 import torch
@@ -81,6 +80,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     _paper = ULMA_PAPER
     _config_class = PointwiseDPOConfig
     _objective_class = PointwiseDPO  # the method (`trl_ulma.objectives`); built by `_fit_targets`
+    _layout: str | None = None  # the effective layout (`_fix_layout`)
     _eval_totals: dict[str, torch.Tensor] | None = None  # the evaluation's summed `metrics.row_stats`
 
     def __init__(
@@ -187,6 +187,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             peft_config=peft_config,
         )
         self._fit_targets()
+        self._fix_layout()
 
     # ------------------------------------------------------------------------------------------------------------
     # Data
@@ -252,21 +253,37 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     # ------------------------------------------------------------------------------------------------------------
     # Layout (`trl_ulma.layout`): how a batch's rows go through the model
     # ------------------------------------------------------------------------------------------------------------
-    @functools.cached_property
+    @property
     def _layout_mode(self) -> str:
-        """``layout`` if the policy and the reference model can take it, else "padded" (with a warning). Decided at
-        the first forward (reference precompute runs inside `DPOTrainer.__init__`)."""
-        if self.layout == "padded":
-            return "padded"
+        return self._fix_layout()
+
+    def _fix_layout(self) -> str:
+        """The effective layout, decided once, when the models are set up (before the reference precompute, which runs
+        inside `DPOTrainer.__init__`, or at the end of `__init__`): ``layout`` if the policy and the reference model
+        can take it, else "padded" (with a warning). The trainer's own collator then lays out every batch on the
+        CPU, except where accelerate splits one collated global batch between the ranks by rows (an
+        `IterableDataset` on several processes, or ``dispatch_batches`` / ``split_batches``): there each rank's
+        forward lays out its share."""
+        if self._layout is not None:
+            return self._layout
+        self._layout = self.layout
         for model in (self.model, self.ref_model):
-            if model is None:
+            if self._layout == "padded" or model is None:
                 continue
             # A DeepSpeed engine's own `config` is DeepSpeed's: look at the model inside
             fits, why = supports_packed_layout(self.accelerator.unwrap_model(model), self.args.max_length)
             if not fits:
                 logger.warning(f"layout={self.layout!r} falls back to padded batches: {why}.", main_process_only=True)
-                return "padded"
-        return self.layout
+                self._layout = "padded"
+        config = self.accelerator.dataloader_config
+        split_by_rows = config.split_batches or config.dispatch_batches or (
+            self.accelerator.num_processes > 1 and isinstance(self.train_dataset, IterableDataset)
+        )
+        if isinstance(self.data_collator, DataCollatorForPointwisePreference) and not split_by_rows:
+            self.data_collator.layout = self._layout
+            if self._objective_class.reference_scope(self, "train") == "negatives":
+                self.data_collator.negatives_below = self.positive_threshold
+        return self._layout
 
     def _get_train_sampler(self, train_dataset=None):
         """With the shared-prompt layout and the default random order: a random order that keeps each prompt's rows

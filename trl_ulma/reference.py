@@ -70,6 +70,7 @@ class ReferenceLogps:
             broadcast_object_list(values, from_process=0)
             return dataset.add_column("ref_logps", values[0])
 
+        self._fix_layout()  # before the first batch is collated: the collator lays out every batch
         loader = self.accelerator.prepare(
             DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
         )
@@ -94,10 +95,13 @@ class ReferenceLogps:
         logps = torch.full_like(inputs["score"], float("nan"))
         if scope == "none":
             return logps
-        rows = (inputs["score"] < self.positive_threshold).nonzero().flatten()
+        rows = inputs.get("negatives")  # the collator's, on the CPU: no read from the device
+        if rows is None:
+            rows = (inputs["score"] < self.positive_threshold).nonzero().flatten()
         if len(rows) > 0:
             logps[rows] = self.compute_ref_log_probs(model, select_rows(inputs, rows)).to(logps.dtype)
         elif self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._zero_stage() == 3):
             # There a forward gathers parameters across ranks: every rank runs one, even with no row to score
-            self.compute_ref_log_probs(model, select_rows(inputs, rows.new_zeros(1)))
+            padded = {key: value for key, value in inputs.items() if key != "negatives_layout"}
+            self.compute_ref_log_probs(model, select_rows(padded, rows.new_zeros(1)))
         return logps
