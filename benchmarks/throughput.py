@@ -224,20 +224,20 @@ def measure(trainer, warmup: int) -> tuple[float, float, list[float]]:
 
 class ForwardCounter:
     """Counts the positions each forward of a model computes, and how many of them are padding: from a 2D attention
-    mask, or from the `trl_ulma.layout.Layout` the trainer built for a 4D one."""
+    mask, or from the `trl_ulma.layout.Layout` whose inputs the forward takes for a 4D one."""
 
     def __init__(self, model):
-        import trl_ulma.pointwise_dpo_trainer as plumbing
+        from trl_ulma.layout import Layout
 
         self.computed = self.real = 0
         self.layout = None
-        build = plumbing.build_layout
+        model_inputs = Layout.model_inputs
 
-        def recording_build(*args, **kwargs):
-            self.layout = build(*args, **kwargs)
-            return self.layout
+        def recording_inputs(layout, *args, **kwargs):
+            self.layout = layout  # the forward that follows runs this layout
+            return model_inputs(layout, *args, **kwargs)
 
-        plumbing.build_layout = recording_build
+        Layout.model_inputs = recording_inputs
         model.register_forward_pre_hook(self.count, with_kwargs=True)
 
     def count(self, module, args, kwargs):
@@ -249,6 +249,20 @@ class ForwardCounter:
             self.real += self.layout.num_tokens
         else:
             self.real += ids.numel() if mask is None else int(mask.sum())
+
+
+class TimedCollator:
+    """The trainer's collator, timed: the dataloader's CPU work per batch (the layout included, for the trainers that
+    lay out their batches there), outside the step the `StepTimer` times."""
+
+    def __init__(self, collator):
+        self.collator, self.seconds, self.calls = collator, 0.0, 0
+
+    def __call__(self, examples):
+        start = time.perf_counter()
+        batch = self.collator(examples)
+        self.seconds, self.calls = self.seconds + time.perf_counter() - start, self.calls + 1
+        return batch
 
 
 def hh_worker(options: argparse.Namespace) -> dict:
@@ -302,6 +316,7 @@ def hh_worker(options: argparse.Namespace) -> dict:
     else:
         raise ValueError(f"unknown trainer {name}")
     counter = ForwardCounter(trainer.model)
+    trainer.data_collator = collator = TimedCollator(trainer.data_collator)
     _, peak, timed = measure(trainer, options.warmup)
     step = statistics.fmean(timed)  # the same batches for every trainer: the mean over them
     # The timed rows' own tokens (prompt + completion, cut at max_length), as a padded batch counts them
@@ -314,6 +329,7 @@ def hh_worker(options: argparse.Namespace) -> dict:
         "rows_per_s": batch / step,
         "real_tokens_per_s": batch * statistics.fmean(lengths) / step,
         "padding_share": 1 - counter.real / counter.computed,
+        "collate_s": collator.seconds / max(collator.calls, 1),
         "peak_memory_mb": peak / 2**20,
         "device": torch.cuda.get_device_name(0) if gpu else "cpu",
         "steps_timed": len(timed),
@@ -339,15 +355,16 @@ def hh_table(results: list[dict]) -> str:
 
     padded = {r["trainer"].split(":")[0]: r for r in results if r["trainer"].endswith(":padded")}
     lines = [
-        "| trainer | step (s) | rows/s | real tokens/s | padding share | peak memory (MB) | rows/s vs DPO | "
-        "rows/s vs KTO | memory vs own padded |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| trainer | step (s) | collate (s per batch, outside the step) | rows/s | real tokens/s | padding share | "
+        "peak memory (MB) | rows/s vs DPO | rows/s vs KTO | memory vs own padded |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         own = padded.get(r["trainer"].split(":")[0])
         memory = f"{r['peak_memory_mb'] / own['peak_memory_mb']:.2f}x" if own else ""
         lines.append(
-            f"| {r['trainer']} | {r['step_s']:.3f} | {r['rows_per_s']:.2f} | {r['real_tokens_per_s']:.0f} | "
+            f"| {r['trainer']} | {r['step_s']:.3f} | {r.get('collate_s', float('nan')):.4f} | {r['rows_per_s']:.2f} | "
+            f"{r['real_tokens_per_s']:.0f} | "
             f"{r['padding_share']:.0%} | {r['peak_memory_mb']:.0f} | {ratio(r, 'DPOTrainer')} | "
             f"{ratio(r, 'KTOTrainer')} | {memory} |"
         )
