@@ -34,8 +34,8 @@ Every offline method trains on these same samples, in the form it takes:
                    steps as make it generate as many completions as ulma_rounds (2 x 40 x 4 = 320: 40 steps)
 
 Strengths: ``--betas`` (0.1 0.5) for every method but rft and unlikelihood (the KL coefficient; for GRPO its
-per-token KL penalty), ``--lrs`` (1e-5 3e-5) for those two. Training: ``--learning_rate`` 1e-5, ``--epochs`` 2, batch 8, ``max_length`` 128,
-no gradient checkpointing, ``--seed``.
+per-token KL penalty), ``--lrs`` (1e-5 3e-5) for those two. Training: ``--learning_rate`` 1e-5, ``--epochs`` 2,
+batch 8, ``max_length`` 128, no gradient checkpointing, ``--seed``.
 
 Evaluation of each policy and of the base, on the held-out prompts: ``--eval_samples`` (2) samples per prompt with
 one seed for every policy (12345 + ``--seed``: common random numbers); mean reward (± standard error),
@@ -50,8 +50,9 @@ methods and its KL at shared reward levels, by linear interpolation along its fr
 Files: ``--output_dir/seed{S}/`` (runs/reward-frontier) holds the base model's samples and evaluation and one folder
 per job, ``{method}-{strength}/result.json``; a rerun skips what is done and takes the jobs of an existing results
 file of the same settings (another session's run folder may be gone), so a run of a few methods adds them to the
-file. A job's trained model is deleted once evaluated (``--keep_models`` keeps it). Results: ``benchmarks/results/reward-frontier-seed{S}.json`` / ``.md`` /
-``.png``; ``--combine`` writes ``reward-frontier.md`` / ``.png`` (means over seeds, ± their standard deviation).
+file. A job's trained model is deleted once evaluated (``--keep_models`` keeps it). Results:
+``benchmarks/results/reward-frontier-seed{S}.json`` / ``.md`` / ``.png``; ``--combine`` writes ``reward-frontier.md``
+/ ``.png`` (means over seeds, ± their standard deviation, and how many seeds each row has).
 
 Time on 2 cores (measured per training step at batch 8: ULMA and point-wise DPO 3.7 s, rft 6 s, KTO 10 s, DPO 16 s
 on pairs, GRPO 14 s with its generation; 0.4 s per sample of 40 tokens): about 80 minutes per seed, of which GRPO
@@ -680,7 +681,7 @@ def results_table(rows: list[dict[str, Any]], spread_key: str) -> str:
     for one seed, ``_std`` over seeds)."""
     titles = [title for title, _ in METRIC_COLUMNS.values()]
     titles[0] += " ± se" if spread_key == "_se" else " ± std"
-    header = ["method", "strength", *titles, "completions", "wall time"]
+    header = ["method", "strength", *titles, "completions", "wall time"] + (["seeds"] if spread_key == "_std" else [])
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for row in rows:
         m = row["metrics"]
@@ -694,6 +695,8 @@ def results_table(rows: list[dict[str, Any]], spread_key: str) -> str:
         cells.append("" if generated is None else str(generated))
         wall = row.get("wall_seconds")
         cells.append("" if wall is None else minutes(wall))
+        if spread_key == "_std":
+            cells.append(str(row.get("seeds", "")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
