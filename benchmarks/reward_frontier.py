@@ -871,6 +871,7 @@ def combine(results_dir: Path, name: str) -> None:
         for result in payload["results"]:
             groups.setdefault((result["method"], result["strength"]), []).append(result)
     rows = [aggregate(items) for items in groups.values()]
+    rows.sort(key=lambda row: (METHODS.index(row["method"]), row["strength"]))
     base = aggregate([{"method": "base", "metrics": payload["base"]["metrics"]} for payload in payloads])
     seeds = [payload["settings"]["seed"] for payload in payloads]
     text = [
