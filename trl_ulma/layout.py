@@ -76,7 +76,7 @@ class Layout:
     token ``input_ids[k, t + 1]`` is scored by the prediction at position t, -1 where nothing is scored (the last
     column always); ``token_slot[k, t]`` is that token's index among its row's scored tokens. ``sequence_mask`` is True
     on laid-out tokens (not padding). ``row_lengths`` (B,) is each row's length after truncation: the tokens the padded
-    path attends. ``rows`` and ``options`` are the builder's arguments. Nothing a forward calls on it reads a value
+    path attends. ``rows`` are the builder's rows. Nothing a forward calls on it reads a value
     back from the device.
     """
 
@@ -89,7 +89,6 @@ class Layout:
     sequence_mask: torch.Tensor
     row_lengths: torch.Tensor
     rows: tuple[Row, ...]
-    options: dict[str, Any]
     width: int  # the most scored tokens of a row: the width of `row_tokens`, known on the CPU
 
     @property
@@ -339,7 +338,6 @@ def _assemble(
         sequence_mask=sequence_mask,
         row_lengths=row_lengths,
         rows=rows,
-        options=options,
         width=int(counts.max()) if len(rows) else 0,
     )
 
