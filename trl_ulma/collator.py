@@ -14,7 +14,7 @@ import torch
 from transformers.data.data_collator import DataCollatorMixin
 from trl.trainer.utils import pad
 
-from .layout import Layout, build_layout, truncate_row
+from .layout import Layout, build_layout, split_row, truncate_row
 
 
 ROW_COLUMNS = ("prompt_ids", "completion_ids", "score", "ref_logps", "log_z")  # what the collator reads of a row
@@ -34,10 +34,7 @@ def model_kwargs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def select_rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``batch`` restricted to ``rows``, with the padding columns none of them uses trimmed off; laid out when the
-    collator laid out ``rows`` (``negatives_layout``)."""
-    if "negatives_layout" in batch:  # the collator's negatives: no trimming, no read from the device
-        return {"completion_mask": batch["completion_mask"][rows], "layout": batch["negatives_layout"]}
+    """``batch``'s padded tensors restricted to ``rows``, with the padding columns none of them uses trimmed off."""
     tensors = {key: value for key, value in batch.items() if key not in LAYOUTS}
     length = int(tensors["attention_mask"][rows].sum(1).max())
     return {key: value[rows][:, :length] if value.dim() == 2 else value[rows] for key, value in tensors.items()}
@@ -75,8 +72,7 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
             )
             ids.append(torch.tensor(sequence, dtype=torch.long))
             completion_masks.append(torch.tensor(mask, dtype=torch.long))
-            start = mask.index(1) if 1 in mask else len(mask)
-            rows.append((sequence[:start], sequence[start:]))
+            rows.append(split_row(sequence, mask))
 
         def right_pad(tensors: list[torch.Tensor], value: int) -> torch.Tensor:
             return pad(tensors, padding_value=value, padding_side="right", pad_to_multiple_of=self.pad_to_multiple_of)

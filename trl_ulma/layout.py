@@ -166,6 +166,7 @@ class Layout:
         counts = self.row_counts()
         return torch.arange(self.width, device=counts.device)[None, :] < counts[:, None]
 
+
 def truncate_row(
     prompt_ids: Sequence[int], completion_ids: Sequence[int], max_length: int | None, truncation_mode: str
 ) -> tuple[list[int], list[int]]:
@@ -404,6 +405,12 @@ def supports_packed_layout(model_or_config: Any, max_length: int | None = None) 
     return True, f"{implementation} attention with full causal layers and position ids"
 
 
+def split_row(sequence: Sequence[int], completion_mask: Sequence[int]) -> Row:
+    """A truncated row's ``(prompt_ids, completion_ids)``: the tokens before its first completion token, the rest."""
+    start = next((i for i, c in enumerate(completion_mask) if c), len(sequence))
+    return list(sequence[:start]), list(sequence[start:])
+
+
 def rows_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor) -> list[Row]:
     """The ``(prompt_ids, completion_ids)`` rows of a right-padded batch (already truncated by the collator)."""
     rows = []
@@ -411,8 +418,7 @@ def rows_from_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, compl
         input_ids.tolist(), attention_mask.tolist(), completion_mask.tolist(), strict=True
     ):
         length = sum(attended)
-        start = next((i for i, c in enumerate(completion[:length]) if c), length)
-        rows.append((ids[:start], ids[start:length]))
+        rows.append(split_row(ids[:length], completion[:length]))
     return rows
 
 

@@ -99,9 +99,12 @@ class ReferenceLogps:
         if rows is None:
             rows = (inputs["score"] < self.positive_threshold).nonzero().flatten()
         if len(rows) > 0:
-            logps[rows] = self.compute_ref_log_probs(model, select_rows(inputs, rows)).to(logps.dtype)
+            if "negatives_layout" in inputs:  # laid out by the collator: no trimming, no read from the device
+                negatives = {"completion_mask": inputs["completion_mask"][rows], "layout": inputs["negatives_layout"]}
+            else:
+                negatives = select_rows(inputs, rows)
+            logps[rows] = self.compute_ref_log_probs(model, negatives).to(logps.dtype)
         elif self.is_fsdp_enabled or (self.is_deepspeed_enabled and self._zero_stage() == 3):
             # There a forward gathers parameters across ranks: every rank runs one, even with no row to score
-            padded = {key: value for key, value in inputs.items() if key != "negatives_layout"}
-            self.compute_ref_log_probs(model, select_rows(padded, rows.new_zeros(1)))
+            self.compute_ref_log_probs(model, select_rows(inputs, rows.new_zeros(1)))
         return logps
