@@ -209,20 +209,13 @@ def strength_label(method: str, strength: float) -> str:
     return f"lr={strength:g}" if method in SWEPT_BY_RATE else f"β={strength:g}"
 
 
-def same_protocol(results_file: Path, protocol: Protocol) -> bool:
-    """Whether ``results_file`` exists and holds results of ``protocol``."""
+def earlier_payload(results_file: Path, protocol: Protocol) -> dict[str, Any] | None:
+    """The payload of ``results_file`` if it exists and holds results of ``protocol``."""
     if not results_file.exists():
-        return False
-    settings = read_json(results_file)["settings"]
-    return all(settings.get(key) == value for key, value in asdict(protocol).items())
-
-
-def earlier_commands(results_file: Path, protocol: Protocol) -> list[str]:
-    """The commands that wrote the results ``results_file`` holds for ``protocol``."""
-    if not same_protocol(results_file, protocol):
-        return []
+        return None
     payload = read_json(results_file)
-    return payload.get("commands", [payload["command"]])
+    same = all(payload["settings"].get(key) == value for key, value in asdict(protocol).items())
+    return payload if same else None
 
 
 def job_name(method: str, strength: float) -> str:
@@ -522,14 +515,12 @@ class Frontier:
             write_json(path, {"method": "base", "metrics": metrics, "eval_seconds": time.perf_counter() - start})
         return read_json(path)
 
-    def restore(self, results_file: Path) -> list[dict[str, Any]]:
-        """The jobs of an earlier results file of this protocol (another session's run folder may be gone): each
-        missing from the run folder is written back to it, so that it counts as done."""
-        earlier = read_json(results_file)["results"] if same_protocol(results_file, self.p) else []
+    def restore(self, earlier: list[dict[str, Any]]) -> None:
+        """Write the ``earlier`` jobs of a results file of this protocol (another session's run folder may be gone)
+        back to the run folder where they are missing, so that they count as done."""
         for result in earlier:
             if not (path := self.job_path(result["method"], result["strength"])).exists():
                 write_json(path, result)
-        return earlier
 
     # Jobs ----------------------------------------------------------------------------------------------------------
     def job_path(self, method: str, strength: float) -> Path:
@@ -984,7 +975,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     jobs = [(m, s) for m in args.methods for s in (args.rft_lrs if m in SWEPT_BY_RATE else args.betas)]
     results_dir = Path(args.results_dir)
     stem = results_dir / f"{prefix}-seed{args.seed}"
-    earlier = bench.restore(suffixed(stem, ".json"))
+    previous = earlier_payload(suffixed(stem, ".json"), protocol)
+    earlier = previous["results"] if previous else []
+    commands = (previous.get("commands") or [previous["command"]]) if previous else []  # the older files: one
+    bench.restore(earlier)
     evaluation = protocol.eval_prompts * protocol.eval_samples * SAMPLE_SECONDS * 1.3 + JOB_OVERHEAD
     planned = {  # 0 for what an earlier session did
         "base": 0.0 if (bench.dir / "base" / "result.json").exists() else evaluation,
@@ -1038,7 +1032,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     command = "python benchmarks/reward_frontier.py " + " ".join(sys.argv[1:] if argv is None else argv)
     payload = {
         "command": command,
-        "commands": list(dict.fromkeys([*earlier_commands(suffixed(stem, ".json"), protocol), command])),
+        "commands": list(dict.fromkeys([*commands, command])),
         "settings": asdict(protocol) | {"methods": sorted({r["method"] for r in results}, key=METHODS.index)},
         "cuts": cuts(args, protocol, results),
         "base": base,
