@@ -338,16 +338,65 @@ def test_layouts_match_padded_path(kind, attn, truncation, tiny_tokenizer, token
         assert_close(entropy, ref_entropy)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_flex_attention_block_mask_matches_padded_path(kind, tiny_tokenizer, token_rows):
+    """The packed layouts through FlexAttention with the layout's BlockMask give the padded sdpa path's per-row
+    log-probs and entropies (the forward: torch runs FlexAttention's backward only on a GPU, where
+    benchmarks/layout_exactness.py checks gradients too). Compiles FlexAttention for the CPU once per layout: a
+    recompile for a second shape, which torch makes dynamic, fails in inductor's C++ codegen on the CPU (torch 2.13:
+    ``cur_kvSplitSize9 was not declared``), so dynamo's caches are reset between the two."""
+    torch.set_num_threads(1)
+    model = make_model(kind, "sdpa", tiny_tokenizer).eval()
+    pad = tiny_tokenizer.pad_token_id
+    batch = DataCollatorForPointwisePreference(pad, max_length=30)(examples(token_rows))
+    with torch.no_grad():
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        outputs = model(batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True)
+        mask = batch["completion_mask"][:, 1:]
+        ref_logps = sequence_logps(outputs.log_probs[:, -mask.size(1) :], mask, length_normalize=False)
+        ref_entropy = (outputs.entropy * mask).sum(1)
+        model.set_attn_implementation("flex_attention")
+        for mode in PACKED:
+            torch._dynamo.reset()
+            layout = build_layout(token_rows, mode, 30, pad_token_id=pad)
+            inputs = layout.model_inputs("flex_attention")
+            assert type(inputs["attention_mask"]).__name__ == "BlockMask"
+            outputs = model(**inputs, labels=layout.labels(), fused_lm_head=True)
+            assert_close(layout.row_sums(outputs.log_probs), ref_logps)
+            assert_close(layout.row_sums(outputs.entropy), ref_entropy)
+
+
+def test_block_mask_is_the_dense_mask(token_rows):
+    """The BlockMask's mask function, evaluated at every (query, key), is the dense packed mask."""
+    for mode in PACKED:
+        layout = build_layout(token_rows, mode, 30, budget=40, pad_token_id=0)
+        assert layout.input_ids.size(0) > 1  # several sequences, each with several units
+        dense = layout.block_mask().to_dense()  # (K, 1, blocks, blocks): blocks with any visible token
+        num_seqs, _, length, _ = layout.attention_mask.shape
+        block = layout.block_mask().BLOCK_SIZE[0]
+        for k in range(num_seqs):
+            visible = layout.attention_mask[k, 0]
+            for i in range(dense.size(2)):
+                for j in range(dense.size(3)):
+                    any_visible = visible[i * block : (i + 1) * block, j * block : (j + 1) * block].any()
+                    assert bool(dense[k, 0, i, j]) == bool(any_visible)
+        mask_mod = layout.block_mask().mask_mod
+        q, kv = torch.meshgrid(torch.arange(length), torch.arange(length), indexing="ij")
+        for k in range(num_seqs):
+            assert torch.equal(mask_mod(torch.tensor(k), torch.tensor(0), q, kv), layout.attention_mask[k, 0])
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Which models take a packed layout
 # ------------------------------------------------------------------------------------------------------------------
 def test_supports_packed_layout(tiny_tokenizer):
     model = build_tiny_model(tiny_tokenizer)
     assert supports_packed_layout(model)[0]
-    for attn in ("sdpa", "eager"):
+    for attn in ("sdpa", "eager", "flex_attention"):
         assert supports_packed_layout(Qwen2Config(num_hidden_layers=2, attn_implementation=attn))[0]
 
-    for attn in ("flash_attention_2", "flex_attention", "paged|sdpa"):
+    for attn in ("flash_attention_2", "paged|sdpa"):
         supported, reason = supports_packed_layout(Qwen2Config(num_hidden_layers=2, attn_implementation=attn))
         assert not supported and attn in reason
 

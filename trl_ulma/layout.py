@@ -19,8 +19,9 @@ log-probs, entropies and their gradients match the padded path up to float round
 TRL's fused LM head (``values[:, t]`` belongs to the prediction of token t + 1: width L - 1 with ``labels``, L with
 ``shift_labels`` or plain ``logits``) go back to rows with `Layout.row_sums` / `Layout.row_tokens`.
 
-The packed layouts need an attention implementation that takes an explicit 4D mask and rotary/absolute positions
-from ``position_ids``: see `supports_packed_layout`.
+The packed layouts need an attention implementation that takes the layout's mask (sdpa and eager a dense 4D mask,
+flex_attention a block mask built from the same per-token ids) and rotary/absolute positions from ``position_ids``:
+see `supports_packed_layout`.
 """
 
 import inspect
@@ -35,8 +36,9 @@ LayoutMode = Literal["padded", "padding_free", "shared_prompt"]
 LAYOUT_MODES = ("padded", "padding_free", "shared_prompt")
 Row = tuple[Sequence[int], Sequence[int]]
 
-# Attention implementations that apply an explicit 4D mask: sdpa takes it boolean, eager as an additive float mask
-PACKED_ATTENTION = ("sdpa", "eager")
+# Attention implementations that apply the packed layouts' mask: sdpa takes it as a dense boolean 4D mask, eager as an
+# additive float one, flex_attention as a BlockMask (only the blocks with a visible token are computed)
+PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 # Config fields listing per-layer block kinds in hybrid or recurrent models, and the entries that are full attention
 _BLOCK_TYPE_FIELDS = ("layer_types", "layers_block_type", "layer_block_types", "block_types", "layers_type")
 _FULL_ATTENTION = ("full_attention", "attention", "attn", "global", "global_attention", "full")
@@ -70,9 +72,11 @@ class _Unit:
 class Layout:
     """A batch of rows laid out for one causal LM forward, and how per-token results map back to the rows.
 
-    Tensors: ``input_ids``, ``position_ids``, ``row_index``, ``token_slot`` and ``sequence_mask`` are (K, L).
-    ``attention_mask`` is (K, 1, L, L) bool (True: may attend) for the packed layouts and (K, L) 0/1 for ``padded``;
-    pass it through `model_inputs`, which makes it additive for eager attention. ``row_index[k, t]`` is the row whose
+    Tensors: ``input_ids``, ``position_ids``, ``row_index``, ``token_slot``, ``sequence_mask``, ``unit_id``,
+    ``branch_id`` and ``prefix`` are (K, L). A token may attend an earlier token of its sequence when both are in the
+    same unit (a row, or a prompt group; each padding token is a unit of its own) and on the same branch, or the
+    earlier one is a prefix token (the shared prompt): `attention_mask` spells that out densely, `model_inputs` in the
+    form the attention implementation takes. ``row_index[k, t]`` is the row whose
     token ``input_ids[k, t + 1]`` is scored by the prediction at position t, -1 where nothing is scored (the last
     column always); ``token_slot[k, t]`` is that token's index among its row's scored tokens. ``sequence_mask`` is True
     on laid-out tokens (not padding). ``row_lengths`` (B,) is each row's length after truncation: the tokens the padded
@@ -83,7 +87,9 @@ class Layout:
     mode: str
     input_ids: torch.Tensor
     position_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    unit_id: torch.Tensor
+    branch_id: torch.Tensor
+    prefix: torch.Tensor
     row_index: torch.Tensor
     token_slot: torch.Tensor
     sequence_mask: torch.Tensor
@@ -107,19 +113,49 @@ class Layout:
         moved = {k: v.to(device, non_blocking=non_blocking) for k, v in values.items() if isinstance(v, torch.Tensor)}
         return replace(self, **moved)
 
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """(K, L) 0/1 for ``padded``; (K, 1, L, L) bool for the packed layouts (True: may attend), on the layout's
+        device."""
+        if self.mode == "padded":
+            return self.sequence_mask.long()
+        length = self.input_ids.size(1)
+        causal = torch.ones(length, length, dtype=torch.bool, device=self.unit_id.device).tril()
+        same_unit = self.unit_id[:, :, None] == self.unit_id[:, None, :]
+        same_branch = self.branch_id[:, :, None] == self.branch_id[:, None, :]
+        return (causal & same_unit & (same_branch | self.prefix[:, None, :]))[:, None]
+
+    def block_mask(self):
+        """The packed mask as a FlexAttention ``BlockMask``, built on the layout's device from the per-token ids
+        (blocks with no visible token are skipped, so no (L, L) tensor is kept)."""
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        unit, branch, prefix = self.unit_id, self.branch_id, self.prefix
+
+        def may_attend(k, head, query, key):
+            same_branch = (branch[k, query] == branch[k, key]) | prefix[k, key]
+            return (key <= query) & (unit[k, query] == unit[k, key]) & same_branch
+
+        num_seqs, length = self.input_ids.shape
+        return create_block_mask(may_attend, num_seqs, None, length, length, device=unit.device)
+
     def model_inputs(self, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-        """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask
-        stays boolean for sdpa and becomes additive (0 / finfo(dtype).min) for eager, which adds the mask to its
-        scores (a boolean mask would be added as 0/1)."""
-        mask = self.attention_mask
-        if self.mode != "padded":
-            if attn_implementation not in PACKED_ATTENTION:
-                raise ValueError(
-                    f"The {self.mode} layout needs one of {PACKED_ATTENTION} attention, not {attn_implementation!r}."
-                )
+        """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask is
+        boolean for sdpa, additive (0 / finfo(dtype).min) for eager, which adds the mask to its scores (a boolean
+        mask would be added as 0/1), and a ``BlockMask`` for flex_attention."""
+        if self.mode == "padded":
+            mask = self.attention_mask
+        elif attn_implementation == "flex_attention":
+            mask = self.block_mask()
+        elif attn_implementation in PACKED_ATTENTION:
+            mask = self.attention_mask
             if attn_implementation == "eager":
                 additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
                 mask = additive.masked_fill(~mask, torch.finfo(dtype).min)
+        else:
+            raise ValueError(
+                f"The {self.mode} layout needs one of {PACKED_ATTENTION} attention, not {attn_implementation!r}."
+            )
         return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
 
     def labels(self) -> torch.Tensor:
@@ -303,15 +339,8 @@ def _assemble(
             next_branch += max(unit.branch, default=0) + 1
             start = end
     sequence_mask = unit_id >= 0
-
     if mode == "padded":
         position_ids = torch.arange(length).expand(num_seqs, length).clone()
-        attention_mask = sequence_mask.long()
-    else:
-        causal = torch.ones(length, length, dtype=torch.bool).tril()
-        same_unit = unit_id[:, :, None] == unit_id[:, None, :]
-        same_branch = branch_id[:, :, None] == branch_id[:, None, :]
-        attention_mask = (causal & same_unit & (same_branch | prefix[:, None, :]))[:, None]
 
     # Position t predicts token t + 1: shift the scored rows left by one
     row_index = torch.full_like(scored_row, -1)
@@ -333,7 +362,9 @@ def _assemble(
         mode=mode,
         input_ids=input_ids,
         position_ids=position_ids,
-        attention_mask=attention_mask,
+        unit_id=unit_id,
+        branch_id=branch_id,
+        prefix=prefix,
         row_index=row_index,
         token_slot=token_slot,
         sequence_mask=sequence_mask,
@@ -346,9 +377,9 @@ def _assemble(
 def supports_packed_layout(model_or_config: Any, max_length: int | None = None) -> tuple[bool, str]:
     """Whether a model (or its config) can run the ``padding_free`` / ``shared_prompt`` layouts, and why not.
 
-    Needs: sdpa or eager attention (they apply an explicit 4D mask; flash kernels ignore it and flex attention would
-    need a block mask), causal full attention in every layer (sliding-window or chunked layers are fine only when
-    ``max_length`` fits in the window, since the packed mask replaces the window), no recurrent or linear-attention
+    Needs: sdpa, eager or flex_attention (they apply the layout's mask; flash kernels take none), causal full
+    attention in every layer (sliding-window or chunked layers are fine only when ``max_length`` fits in the window,
+    since the packed mask replaces the window), no recurrent or linear-attention
     layers (their state runs across the whole packed sequence), positions taken from ``position_ids`` (not ALiBi), and
     no prompt-learning adapter (virtual tokens shift the sequence), and no router loss (it reads a 2D mask).
     """
@@ -360,8 +391,8 @@ def supports_packed_layout(model_or_config: Any, max_length: int | None = None) 
     implementation = getattr(text_config, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
     if implementation not in PACKED_ATTENTION:
         return False, (
-            f"attention implementation {implementation!r} does not apply a custom 4D mask: load the model with "
-            f"attn_implementation='sdpa' (or 'eager')"
+            f"attention implementation {implementation!r} does not apply a custom mask: load the model with "
+            f"attn_implementation='sdpa' (or 'eager', 'flex_attention')"
         )
     if not getattr(text_config, "is_causal", True):
         return False, "the model is not causal"
