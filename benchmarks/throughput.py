@@ -7,7 +7,9 @@
 ``--lengths fixed`` (default): rows of one length, the setting below. ``--lengths hh``: HH-RLHF harmless pairs made
 point-wise, each prompt with a chosen and a rejected completion of their own lengths (the HH sample in ../shared/data
 when present, tokenized by the model's tokenizer; otherwise the log-normal fit of it in `HH_FIT`); every trainer at
-its defaults, and ULMA and point-wise DPO once per layout (`padded`, `padding_free`, `shared_prompt`). The table then
+its defaults, and ULMA and point-wise DPO once per layout (`padded`, `padding_free`, `shared_prompt`); a trainer
+named ``NAME[:LAYOUT]@ATTN`` in ``--trainers`` loads the model with that attention implementation (``@flex_attention``:
+the packed layouts through FlexAttention's block mask; default sdpa). The table then
 reports rows/s, real tokens/s (the rows' own tokens, as a padded batch would count them), the padding share of the
 positions the forwards compute, peak memory and the ratios to DPOTrainer and KTOTrainer.
 
@@ -276,7 +278,8 @@ def hh_worker(options: argparse.Namespace) -> dict:
     from trl_ulma.preparation import tokenize_row
 
     torch.set_num_threads(options.threads)
-    name, _, layout = options.worker.partition(":")
+    spec, _, attn = options.worker.partition("@")
+    name, _, layout = spec.partition(":")
     batch, gpu = options.batch, torch.cuda.is_available()
     tokenizer = AutoTokenizer.from_pretrained(options.model_path)
     total_steps = options.warmup + options.steps
@@ -289,6 +292,7 @@ def hh_worker(options: argparse.Namespace) -> dict:
         save_strategy="no", report_to="none", gradient_checkpointing=False, bf16=gpu, use_cpu=not gpu,
         per_device_train_batch_size=batch, dataloader_drop_last=True, seed=0, disable_tqdm=True,
         max_length=options.max_length, train_sampling_strategy="sequential",
+        model_init_kwargs={"attn_implementation": attn or "sdpa"},
     )
     if name in ("ULMATrainer", "PointwiseDPOTrainer"):
         config_class, trainer_class = {"ULMATrainer": (ULMAConfig, ULMATrainer)}.get(
