@@ -641,6 +641,30 @@ def test_unbalanced_labels_warn_with_the_fix(trainer_class, config_class, overri
         assert "score_baseline='mean'" in caplog.text and "reduction='per_group'" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "score_column, overrides, warned",
+    [
+        ("label", {}, True),  # labels all 0: every implicit reward pushed one way
+        ("score", {"score_baseline": "none"}, True),  # scores against 0: every one pulled up
+        ("score", {}, False),  # scores around their mean: each row toward its own side (the reward loop's rows)
+        ("score", {"score_baseline": "prompt"}, False),
+        ("score", {"reduction": "per_group"}, True),  # the negatives' group is the whole loss
+    ],
+)
+def test_a_missing_group_warns_only_where_it_changes_the_fit(score_column, overrides, warned, model_dir, tokenizer,
+                                                             make_args, caplog):
+    import logging
+
+    values = [0.0] * 4 if score_column == "label" else [0.1, 0.4, 0.5, 0.9]
+    rows = toy_rows(8)[::2]
+    data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"], score_column: v}
+                              for r, v in zip(rows, values, strict=True)])
+    with caplog.at_level(logging.WARNING):
+        PointwiseDPOTrainer(model=model_dir, args=make_args(PointwiseDPOConfig, **overrides), train_dataset=data,
+                            processing_class=tokenizer)
+    assert ("The training set has no positive examples" in caplog.text) == warned
+
+
 def test_per_group_reduction_keeps_labels_at_the_papers_log_z(model_dir, tokenizer, make_args):
     """Each group weighing half, an uninformed fit of labels lands at 0.5 whatever the share of positives: log_z
     stays 0 (ULMA's default, and point-wise DPO with reduction="per_group")."""

@@ -20,11 +20,11 @@ def fit_targets(scores: list[float], options: Any, objective: type[Objective], t
     options). Warns when a group is missing and, as KTO does, when unbalanced labels meet the paper's baseline."""
     rows = len(scores)
     positives = sum(score >= options.positive_threshold for score in scores)
-    if positives in (0, rows):
-        missing = "positive" if positives == 0 else "negative"
+    missing = "positive" if positives == 0 else "negative"
+    if positives in (0, rows) and (note := objective.missing_group_note(options, missing)):
         logger.warning(
             f"The training set has no {missing} examples (score {'>=' if missing == 'positive' else '<'} "
-            f"positive_threshold={options.positive_threshold}): {trainer_name} {objective.without[missing]}",
+            f"positive_threshold={options.positive_threshold}): {trainer_name} {note}",
             main_process_only=True,
         )
     mean_score = loss_weighted_mean(scores, options.positive_threshold, options.reduction)

@@ -53,6 +53,12 @@ class Objective:
         return cls(targets=targets, **{f.name: getattr(options, f.name) for f in fields(cls) if f.name != "targets"})
 
     @classmethod
+    def missing_group_note(cls, options: Any, missing: str) -> str | None:
+        """What the loss does on a training set with no ``missing`` ("positive" or "negative") rows, for a warning;
+        None where nothing needs saying."""
+        return cls.without[missing]
+
+    @classmethod
     def reference_scope(cls, options, mode: str) -> str:
         """Rows whose reference log-prob the loss reads in training: ``"all"``, ``"negatives"`` or ``"none"``.
         Evaluation always scores every row (a forward without backward is cheap), so its reward metrics are complete."""
@@ -66,6 +72,13 @@ class PointwiseDPO(Objective):
     beta: float
     score_type: str
     sft_weight: float
+
+    @classmethod
+    def missing_group_note(cls, options: Any, missing: str) -> str | None:
+        """Scores fitted around a baseline, every row weighing alike, need no positives or negatives: each row is
+        pulled toward its own score's side of the baseline."""
+        continuous = options.score_type == "continuous" and options.reduction == "mean"
+        return None if continuous and options.score_baseline != "none" else cls.without[missing]
 
     def loss(
         self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z
