@@ -24,12 +24,21 @@ Every offline method trains on these same samples, in the form it takes:
                    make the weighted desirable : undesirable count 7 : 6 (inside the [1, 4/3] KTOTrainer asks for)
     unlikelihood   `UnlikelihoodTrainer` (no reference): each prompt's best sample up, the others down (its default
                    sequence form and per-group mean); its strength is the learning rate
-    pointwise_dpo  point-wise DPO on the scores, each prompt's mean score as its baseline (``score_baseline="prompt"``)
+    pointwise_dpo  point-wise DPO on the scores, each prompt's mean score as its baseline (``score_baseline="prompt"``),
+                   the trainer's defaults on scores: per-token means, ``score_scale="auto"`` (one standard deviation
+                   of reward asks for one nat per token, whatever beta), each prompt's best scored 1.0
     ulma           ULMA on the scores, each prompt's best sample the positive (ULMAConfig's defaults otherwise, as
-                   in the reward loop)
+                   in the reward loop before it fitted rewards in their own units)
+    pointwise_dpo_reward  point-wise DPO on the rewards in their own units, as the reward loop fits them: summed
+                   log-probs, ``score_scale`` the reward range, no positives, each prompt's mean reward its baseline,
+                   so beta * log(pi / pi_ref) is fitted to r - V(x) and beta sets the KL
+    ulma_reward    ULMA the same way (each prompt's best sample the positive)
     ulma_rounds    `run_reward_loop`: ``--rounds`` (2) rounds of sample K per prompt / score / train ULMA, the
-                   reference the initial model; round 1 draws its own samples (seed + 1)
+                   reference the initial model, on the targets of ``ulma`` (``score_scale="auto"``, per-token means);
+                   round 1 draws its own samples (seed + 1)
     ulma_rounds_previous  the same with the previous round's model as the reference (``reference="previous"``)
+    pointwise_dpo_rounds  the loop at its defaults with point-wise DPO: the targets of ``pointwise_dpo_reward``
+    ulma_rounds_reward    the loop at its defaults with ULMA: the targets of ``ulma_reward``
     grpo           TRL GRPO online with the same reward, ``num_generations`` = K, a batch of 2 prompts x K, as many
                    steps as make it generate as many completions as ulma_rounds (2 x 40 x 4 = 320: 40 steps)
 
@@ -103,9 +112,18 @@ from trl_ulma.sampling import (
     sample_kl,
 )
 
-METHODS = ("rft", "dpo", "kto", "unlikelihood", "pointwise_dpo", "ulma", "ulma_rounds", "ulma_rounds_previous", "grpo")
-OFFLINE = ("rft", "dpo", "kto", "unlikelihood", "pointwise_dpo", "ulma")
-ROUNDS = {"ulma_rounds": "initial", "ulma_rounds_previous": "previous"}  # method: the later rounds' reference
+METHODS = (
+    "rft", "dpo", "kto", "unlikelihood", "pointwise_dpo", "ulma", "pointwise_dpo_reward", "ulma_reward",
+    "ulma_rounds", "ulma_rounds_previous", "pointwise_dpo_rounds", "ulma_rounds_reward", "grpo",
+)
+OFFLINE = ("rft", "dpo", "kto", "unlikelihood", "pointwise_dpo", "ulma", "pointwise_dpo_reward", "ulma_reward")
+STD_UNITS = {"score_scale": "auto", "length_normalize": True}  # the trainers' targets on scores, for the older methods
+ROUNDS = {  # method: the loop's trainer, the later rounds' reference, the training fields over the loop's defaults
+    "ulma_rounds": ("ulma", "initial", STD_UNITS),
+    "ulma_rounds_previous": ("ulma", "previous", STD_UNITS),
+    "pointwise_dpo_rounds": ("pointwise_dpo", "initial", {}),
+    "ulma_rounds_reward": ("ulma", "initial", {}),
+}
 SWEPT_BY_RATE = ("rft", "unlikelihood")  # no beta: their strength is the learning rate (--rft_lrs)
 EVAL_SEED = 12345  # + the run's seed: held-out samples drawn with the same seed for every policy
 KTO_BALANCE = 7 / 6  # weighted desirable / undesirable count, inside KTOTrainer's [1, 4/3]
@@ -113,7 +131,7 @@ GENERATION_BATCH = 16
 # Seconds per training step on SmolLM2-135M, 2 CPU cores, batch 8 (measured: 4-step runs; GRPO's includes its
 # generation of 8 completions of 40 tokens), for the plan; the progress lines rescale it by the jobs already run
 STEP_SECONDS = {"rft": 6.0, "dpo": 16.0, "kto": 10.0, "unlikelihood": 3.0, "pointwise_dpo": 3.7, "ulma": 3.7}
-STEP_SECONDS |= {"ulma_rounds": 3.7, "ulma_rounds_previous": 3.7, "grpo": 14.0}
+STEP_SECONDS |= {"pointwise_dpo_reward": 3.7, "ulma_reward": 3.7, "grpo": 14.0} | dict.fromkeys(ROUNDS, 3.7)
 SAMPLE_SECONDS = 0.4  # per sample of 40 tokens, batches of 16
 JOB_OVERHEAD = 15.0  # loading, tokenising, saving
 SMOKE = {  # --smoke: the tiny offline model, a few prompts, 2 steps per training
@@ -349,7 +367,8 @@ class Frontier:
     def offline_data(self, method: str) -> tuple[Dataset, dict[str, Any], dict[str, Any]]:
         """The training data of an offline method, its extra config fields, and its counts."""
         samples, _ = self.shared_samples()
-        rows, report = point_rows(samples, "above_mean" if method == "kto" else "best")
+        positives = {"kto": "above_mean", "pointwise_dpo_reward": "none"}.get(method, "best")
+        rows, report = point_rows(samples, positives)
         extra: dict[str, Any] = {}
         if method == "rft":
             count = report["positives"]
@@ -363,7 +382,11 @@ class Frontier:
             extra = {"score_type": "continuous"}  # each prompt's best up (positive_threshold 1.0), the others down
             count = len(rows)
         else:
-            extra = {"score_type": "continuous"} | ({"score_baseline": "prompt"} if method == "pointwise_dpo" else {})
+            extra = {"score_type": "continuous"}
+            if method.startswith("pointwise_dpo"):
+                extra["score_baseline"] = "prompt"
+            if method.endswith("_reward"):  # the reward loop's targets (`reward_loop.RewardLoopConfig.training_args`)
+                extra |= {"score_scale": report["reward_max"] - report["reward_min"], "length_normalize": False}
             count = len(rows)
         return Dataset.from_list(rows), extra, {"rows": count, "rows_report": report}
 
@@ -397,6 +420,8 @@ class Frontier:
             "unlikelihood": baselines.train_unlikelihood,
             "pointwise_dpo": baselines.train_pointwise_dpo,
             "ulma": baselines.train_ulma,
+            "pointwise_dpo_reward": baselines.train_pointwise_dpo,
+            "ulma_reward": baselines.train_ulma,
         }[method]
         model_dir = job_dir / "model"
         remove(model_dir)
@@ -412,20 +437,21 @@ class Frontier:
             "log": state["log_history"],
         }
 
-    def train_rounds(self, strength: float, job_dir: Path, reference: str) -> dict[str, Any]:
+    def train_rounds(self, method: str, strength: float, job_dir: Path) -> dict[str, Any]:
+        trainer, reference, targets = ROUNDS[method]
         training = self.trainer_fields(beta=strength, learning_rate=self.p.learning_rate, max_length=self.p.max_length)
         training.pop("seed")  # the loop's
         config = RewardLoopConfig(
             output_dir=str(job_dir / "loop"),
             rounds=self.p.rounds,
             num_generations=self.p.num_generations,
-            trainer="ulma",
+            trainer=trainer,
             reference=reference,
-            positives="best",
+            positives="best" if trainer == "ulma" else "none",
             max_new_tokens=self.p.max_new_tokens,
             generation_batch_size=GENERATION_BATCH,
             seed=self.p.seed,
-            training=training,
+            training=training | targets,
         )
         prompts = Dataset.from_list([{"prompt": p} for p in self.train_prompts])
         result = run_reward_loop(self.p.model, prompts, vader_sentiment, config=config, tokenizer=self.tokenizer)
@@ -534,7 +560,7 @@ class Frontier:
         if method in OFFLINE:
             info = self.train_offline(method, strength, job_dir)
         elif method in ROUNDS:
-            info = self.train_rounds(strength, job_dir, ROUNDS[method])
+            info = self.train_rounds(method, strength, job_dir)
         else:
             info = self.train_grpo(strength, job_dir)
         train_seconds = time.perf_counter() - start
@@ -724,7 +750,7 @@ def plot_frontier(rows: list[dict[str, Any]], base: dict[str, Any], path: Path, 
     import matplotlib.pyplot as plt
 
     figure, ax = plt.subplots(figsize=(9, 6))
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab20")
     b = base["metrics"]
     for i, method in enumerate(dict.fromkeys(row["method"] for row in rows)):
         mine = sorted((row for row in rows if row["method"] == method), key=lambda row: row["metrics"]["kl"])

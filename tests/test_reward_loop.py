@@ -192,7 +192,8 @@ def test_reward_rows_by_hand(positives, scores, count):
     assert [row["reward"] for row in rows] == REWARDS[:6] and [row["n"] for row in rows] == list(range(6))
     assert sum(row["score"] >= 1.0 for row in rows) == count
     assert max(row["score"] for row in rows if row["score"] < 1.0) <= BELOW_ONE
-    assert report == RowsReport(rows=6, positives=count, skipped_none=1, constant_prompts=1, constant_rows=2)
+    assert report == RowsReport(rows=6, positives=count, skipped_none=1, constant_prompts=1, constant_rows=2,
+                                reward_min=-0.4, reward_max=0.8)
 
 
 def test_the_first_of_tied_best_samples_is_the_positive():
@@ -204,7 +205,8 @@ def test_constant_single_and_empty_samples_are_dropped_and_counted():
     prompts = ["x", "x", "y", "z", "z", "z"]
     rows, report = reward_rows(prompts, ["a", "b", "c", "d", " ", "f"], [0.3, 0.3, 1.0, 2.0, 9.0, 1.0])
     assert [row["completion"] for row in rows] == ["d", "f"] and [row["score"] for row in rows] == [1.0, 0.0]
-    assert report == RowsReport(rows=2, positives=1, skipped_empty=1, constant_prompts=2, constant_rows=3)
+    assert report == RowsReport(rows=2, positives=1, skipped_empty=1, constant_prompts=2, constant_rows=3,
+                                reward_min=1.0, reward_max=2.0)
     assert reward_rows(["x", "x"], ["a", "b"], [None, None]) == ([], RowsReport(skipped_none=2))
 
 
@@ -304,6 +306,18 @@ def test_training_args_defaults_and_overrides(tmp_path):
     assert isinstance(ulma, ULMAConfig) and ulma.score_baseline == "none"
     if not torch.cuda.is_available():
         assert args.use_cpu and not args.bf16
+    # a round's reward range: the reward's own units, on summed log-probs, unless `training` says otherwise
+    fitted = RewardLoopConfig(output_dir="out", trainer="pointwise_dpo").training_args(tmp_path, reward_unit=1.5)
+    assert (fitted.score_scale, fitted.length_normalize) == (1.5, False)
+    given = RewardLoopConfig(output_dir="out", training={"score_scale": "auto", "length_normalize": True})
+    assert (given.training_args(tmp_path, 1.5).score_scale, given.training_args(tmp_path, 1.5).length_normalize) == (
+        "auto", True)
+
+
+def test_positives_default_to_the_best_for_ulma_and_none_for_pointwise_dpo():
+    assert RewardLoopConfig(output_dir="out").positives == "best"
+    assert RewardLoopConfig(output_dir="out", trainer="pointwise_dpo").positives == "none"
+    assert RewardLoopConfig(output_dir="out", trainer="pointwise_dpo", positives="best").positives == "best"
 
 
 def test_arguments_parse_as_trl_flags():
@@ -517,10 +531,37 @@ def test_two_rounds_raise_a_toy_reward(tmp_path, model_dir, trainer):
     assert set(scored.column_names) >= {"prompt", "completion", "score", "reward", "eos"}
     counts = json.loads((out / "round_1" / "scoring.json").read_text())
     assert len(scored) == rounds[1]["samples/rows"] == counts["rows"] and counts["samples"] == len(samples)
-    assert sum(s >= 1.0 for s in scored["score"]) == rounds[1]["samples/positives"] > 0
+    positives = sum(s >= 1.0 for s in scored["score"])
+    assert positives == rounds[1]["samples/positives"] and (positives > 0) == (trainer == "ulma")  # the default
     assert rounds[1]["samples/reward"] == pytest.approx(
         sum(share_of_e(None, [s["completion"]])[0] for s in samples) / len(samples)
     )
+
+
+@pytest.mark.slow
+def test_a_round_fits_the_reward_in_its_own_units(tmp_path, model_dir):
+    """Point-wise DPO's first loss of a round, where the policy is the reference (h = 0), is the mean of
+    (reward - baseline)^2 in the reward's units, whatever beta: each row's baseline is its prompt's mean reward with the
+    round's mean counted as one more sample. (Fitted on the scores' standard deviation instead, at beta 0.1, the loss
+    would be (0.1 / std)^2 times the same in score units.)"""
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    training = TRAINING | {"max_steps": 1, "per_device_train_batch_size": 64, "logging_steps": 1, "beta": 0.1}
+    config = RewardLoopConfig(output_dir=str(tmp_path / "loop"), max_new_tokens=6, rounds=1, trainer="pointwise_dpo",
+                              positives="none", training=training)
+    _run(model_dir, tokenizer, config, share_of_e, eval_prompts=False)
+    folder = tmp_path / "loop" / "round_1"
+    rows = [json.loads(line) for line in (folder / "scored.jsonl").read_text().splitlines()]
+    assert len(rows) <= 64 and not any(row["score"] >= 1.0 for row in rows)  # one batch; no positives
+    overall = sum(row["reward"] for row in rows) / len(rows)
+    by_prompt: dict[str, list[float]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt"], []).append(row["reward"])
+    baseline = {p: (sum(r) + overall) / (len(r) + 1) for p, r in by_prompt.items()}
+    expected = sum((row["reward"] - baseline[row["prompt"]]) ** 2 for row in rows) / len(rows)
+    state = json.loads((folder / "model" / "trainer_state.json").read_text())
+    assert state["log_history"][0]["loss"] == pytest.approx(expected, rel=1e-4)
+    scoring = json.loads((folder / "scoring.json").read_text())
+    assert (scoring["reward_min"], scoring["reward_max"]) == (min(r["reward"] for r in rows), max(r["reward"] for r in rows))
 
 
 @pytest.mark.slow

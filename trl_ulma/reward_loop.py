@@ -18,6 +18,14 @@ table of rounds. Held-out samples use the same seed every round (common random n
 The trainers end text completions with EOS, also those cut at ``max_new_tokens`` (``eos`` false), which teaches the
 policy to stop there: keep ``max_new_tokens`` above the answers' length.
 
+Targets. Each round fits the reward in its own units: the trainer's ``score_scale`` is the round's reward range (so
+``score_scale * score`` is the reward less the round's lowest) and its
+log-probs are sums over the answer's tokens (``length_normalize=False``). The fitted implicit reward is then
+beta * log(pi(y|x) / pi_ref(y|x)) = r(x, y) - beta * log Z(x), the optimum of max E[r] - beta * KL(pi || pi_ref): beta
+is the reward one nat of KL costs, as in RLHF, and sets how far the policy moves. ``training`` overrides either (the
+trainers' own defaults, ``score_scale="auto"`` with per-token means, fit one standard deviation of reward to one nat
+per token whatever beta is).
+
 Reference. With ``reference="initial"`` every round's optimum is the same pi_0 * exp(r / beta) / Z: the rounds refine
 the fit on samples from the improving policy, and the KL to pi_0 stays regularised. With ``"previous"`` round t's
 optimum is pi_{t-1} * exp(r / beta) / Z, so after T rounds pi_0 * exp(T * r / beta) / Z: beta / T, the regularisation
@@ -81,18 +89,21 @@ STAGES = {
 
 @dataclass
 class RewardLoopConfig:
-    """How the loop runs. ``eval_prompts``: prompts held out of ``prompts`` for the held-out figures (a count, or a
-    fraction if < 1), when no held-out dataset is given. ``training``: fields of the trainer's config
-    (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults: ``report_to="none"``, ``save_strategy="no"``,
-    ``seed``, on a machine without GPU ``use_cpu=True`` and ``bf16=False``, and for point-wise DPO
-    ``score_baseline="prompt"`` (each prompt's mean reward estimates beta * log Z(x), see `reward_targets`)."""
+    """How the loop runs. ``positives``: which rows get score 1 (`reward_targets`); by default each prompt's best for
+    ULMA (its SFT rows) and none for point-wise DPO (which fits every reward as it is). ``eval_prompts``: prompts held
+    out of ``prompts`` for the held-out figures (a count, or a fraction if < 1), when no held-out dataset is given.
+    ``training``: fields of the trainer's config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults:
+    ``report_to="none"``, ``save_strategy="no"``, ``seed``, on a machine without GPU ``use_cpu=True`` and
+    ``bf16=False``, the reward's own units (``score_scale`` the round's reward range, ``length_normalize=False``: the
+    module docstring), and for point-wise DPO ``score_baseline="prompt"`` (each prompt's mean reward estimates
+    beta * log Z(x), see `reward_targets`)."""
 
     output_dir: str
     rounds: int = 2
     num_generations: int = 4
     trainer: str = "ulma"
     reference: str = "initial"
-    positives: str = "best"
+    positives: str | None = None
     max_new_tokens: int = 48
     temperature: float = 1.0
     top_p: float = 1.0
@@ -103,6 +114,8 @@ class RewardLoopConfig:
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.positives is None:
+            self.positives = "best" if self.trainer == "ulma" else "none"
         choices = {"trainer": list(TRAINERS), "reference": list(REFERENCES), "positives": list(POSITIVES)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -129,9 +142,12 @@ class RewardLoopConfig:
                 "(output_dir is the loop's)."
             )
 
-    def training_args(self, output_dir: str | Path) -> PointwiseDPOConfig:
-        """The trainer's config: the loop's defaults, then ``training``."""
+    def training_args(self, output_dir: str | Path, reward_unit: float | None = None) -> PointwiseDPOConfig:
+        """The trainer's config: the loop's defaults, then ``training``. ``reward_unit``: the round's reward range,
+        the ``score_scale`` that fits the reward in its own units (with summed log-probs)."""
         defaults: dict[str, Any] = {"report_to": "none", "save_strategy": "no", "seed": self.seed}
+        if reward_unit is not None:
+            defaults |= {"score_scale": reward_unit, "length_normalize": False}
         if not torch.cuda.is_available() and not {"use_cpu", "bf16", "fp16"} & set(self.training):
             defaults |= {"use_cpu": True, "bf16": False}  # TRL defaults to bf16, which needs a GPU
         if self.trainer == "pointwise_dpo":
@@ -174,11 +190,11 @@ class RewardLoopArguments:
             "choices": list(REFERENCES),
         },
     )
-    positives: str = field(
-        default="best",
+    positives: str | None = field(
+        default=None,
         metadata={
             "help": "Rows given score 1 (ULMA's positives): each prompt's best sample, those above their prompt's "
-            "mean reward, or none.",
+            "mean reward, or none. Default: best for ULMA, none for point-wise DPO.",
             "choices": list(POSITIVES),
         },
     )
@@ -214,9 +230,6 @@ class RewardLoopArguments:
         )
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Sampling, KL and fluency
-# --------------------------------------------------------------------------------------------------------------------
 # --------------------------------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------------------------------
@@ -393,7 +406,9 @@ class _Loop:
     def train(self, r: int, folder: Path) -> None:
         temporary = folder / "model.tmp"
         _remove(temporary)
-        args = self.config.training_args(temporary)
+        rows = _read_jsonl(folder / "scored.jsonl")
+        rewards = [row["reward"] for row in rows]
+        args = self.config.training_args(temporary, max(rewards) - min(rewards))
         start = self.policy(r - 1)
         reference = self.model if self.config.reference == "initial" else start
         ref_model = None  # DPOTrainer's copy of the policy
@@ -404,7 +419,7 @@ class _Loop:
             model=start,
             ref_model=ref_model,
             args=args,
-            train_dataset=Dataset.from_list(_read_jsonl(folder / "scored.jsonl")),
+            train_dataset=Dataset.from_list(rows),
             processing_class=self.tokenizer,
         )
         result = trainer.train()

@@ -7,8 +7,9 @@ the prompt. To first order in r / beta it is the reference's mean reward at x, a
 estimate it by that prompt's mean reward: ``score_baseline="prompt"`` (`trl_ulma.targets`). Samples above their
 prompt's mean are raised, those below it lowered, whatever the reward's offset.
 
-Scores: rewards are mapped to [0, 1] by the round's min and max (an affine map, so differences between prompts stay,
-and ``score_scale="auto"`` makes the unit irrelevant). ULMA also needs positives, rows with
+Scores: rewards are mapped to [0, 1] by the kept rows' min and max (an affine map, so differences between prompts stay;
+the report keeps both ends, so ``score_scale = max - min`` turns a score back into the reward less the min: the fit is
+then in the reward's own units, as the reward loop fits it). ULMA also needs positives, rows with
 ``score >= positive_threshold = 1.0`` that get plain SFT; ``positives`` chooses them:
 
     "best"        each prompt's highest-reward sample (the first on ties) scores exactly 1.0; the others keep their
@@ -45,7 +46,8 @@ ROW_COLUMNS = ("prompt", "completion", "score", "reward")
 @dataclass
 class RowsReport:
     """What became of a round's samples: rows kept (and positives among them), samples without a reward or with an
-    empty completion, prompts dropped because all their samples have the same reward (and their rows)."""
+    empty completion, prompts dropped because all their samples have the same reward (and their rows), and the
+    lowest and highest reward kept (the ends of the map to [0, 1]; None without rows)."""
 
     rows: int = 0
     positives: int = 0
@@ -53,6 +55,8 @@ class RowsReport:
     skipped_empty: int = 0
     constant_prompts: int = 0
     constant_rows: int = 0
+    reward_min: float | None = None
+    reward_max: float | None = None
 
 
 def reward_rows(
@@ -107,4 +111,5 @@ def reward_rows(
         row = {"prompt": prompts[i], "completion": completions[i], "score": score, "reward": rewards[i]}
         rows.append(row | {column: values[i] for column, values in extra.items()})
     report.rows, report.positives = len(rows), len(positive)
+    report.reward_min, report.reward_max = low, high
     return rows, report
