@@ -4,7 +4,9 @@ Every launch runs `tests/scripts/train_distributed.py`, whose rows are ordered s
 while the other gets no positives, and one step has no negatives at all. One process reading the same rows (2 ranks
 x 2 rows = 1 process x 4 rows per step) is the reference: the logged losses, the reloaded checkpoints and the
 gathered metrics must match it. A collective that one rank skips would hang: the launch timeout turns that into a
-failure. Each shipped config is run as is, except for what a CPU needs (`cpu_config`).
+failure. Each shipped config is run as is, except for what a CPU needs (`cpu_config`). accelerate runs an FSDP config
+on CPU processes as plain DDP; the training script switches its trainers' accelerators to FSDP (torch's
+`fully_shard` runs over gloo), and the engine asserted is the one the model was wrapped in.
 """
 
 import json
@@ -40,6 +42,7 @@ LAUNCHES = {
     "zero1": ("DeepSpeedEngine", 1, ["ulma+peft", "pointwise_dpo+precompute", *EVAL_CASES]),
     "zero2": ("DeepSpeedEngine", 2, CASES_B + ["ulma+nolog", *EVAL_CASES_PEFT]),
     "zero3": ("DeepSpeedEngine", 3, CASES_A + ["ulma+peft+resume", "ulma+nolog", *EVAL_CASES]),
+    "fsdp2": ("FSDP2", None, CASES_A + CASES_B + ["ulma+resume", "ulma+nolog", *EVAL_CASES_PEFT]),
 }
 REFERENCE_CASES = sorted(
     {case.replace("+resume", "").replace("+nolog", "") for _, _, cases in LAUNCHES.values() for case in cases}

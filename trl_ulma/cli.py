@@ -527,13 +527,13 @@ def run_training(command: str, argv: list[str]) -> int:
 
 
 def launch_mode(trainer) -> str:
-    """How the run is spread: "1 process", "2 processes, DDP", "8 processes, DeepSpeed ZeRO-3", ..."""
+    """How the run is spread: "1 process", "2 processes, DDP", "8 processes, DeepSpeed ZeRO-3", "8 processes, FSDP2"."""
     state = trainer.accelerator.state
     processes = f"{state.num_processes} process{'es' if state.num_processes > 1 else ''}"
     if state.deepspeed_plugin is not None:
         return f"{processes}, DeepSpeed ZeRO-{state.deepspeed_plugin.zero_stage}"
     if trainer.is_fsdp_enabled:
-        return f"{processes}, FSDP"
+        return f"{processes}, FSDP{state.fsdp_plugin.fsdp_version}"
     return f"{processes}, DDP" if state.num_processes > 1 else processes
 
 

@@ -188,6 +188,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
         )
         self._fit_targets()
         self._fix_layout()
+        self._say_when_fsdp_is_dropped()
 
     # ------------------------------------------------------------------------------------------------------------
     # Data

@@ -3,9 +3,11 @@ behaviour it answers. A mixin of `PointwiseDPOTrainer` (it expects a `trl.DPOTra
 """
 
 import hashlib
+import os
 from typing import Any
 
 import torch
+from accelerate.logging import get_logger
 from accelerate.utils import gather_object
 from datasets.fingerprint import Hasher
 from trl.models import prepare_deepspeed
@@ -13,11 +15,24 @@ from trl.models import prepare_deepspeed
 from .collator import EXACT_FLOATS
 
 
+logger = get_logger(__name__)
+
+
 class FrameworkWorkarounds:
     """Evaluation before `train` under DeepSpeed and DDP, the reference's hash under ZeRO-3, exact floats under
     DeepSpeed's half precision, and the final `train_loss` over ranks."""
 
     _eval_engine = None  # the DeepSpeed engine an evaluation before `train` runs in
+
+    def _say_when_fsdp_is_dropped(self) -> None:
+        """accelerate turns an FSDP launch into FSDP only on GPU-like devices: on CPU processes its state stays
+        MULTI_CPU and the run is plain DDP, the weights unsharded, without a word. Say it, once."""
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not self.is_fsdp_enabled:
+            logger.warning(
+                f"The launch asked for FSDP, but accelerate runs it as {self.accelerator.distributed_type.value} on "
+                f"{self.accelerator.device.type} processes (it shards only on GPUs): the weights are not sharded.",
+                main_process_only=True,
+            )
 
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"

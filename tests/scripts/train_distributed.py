@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from accelerate.state import AcceleratorState
+from torch.distributed.fsdp import FSDPModule
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import PreTrainedTokenizerFast, TrainerCallback, set_seed
@@ -56,6 +57,32 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+def fsdp_on_cpu() -> None:
+    """Run an FSDP launch for real on CPU processes. accelerate picks FSDP only on GPU-like devices and runs the config
+    as plain DDP on CPUs (distributed type MULTI_CPU); torch's `fully_shard` works over gloo, so every trainer's
+    accelerator is switched to FSDP with the launcher's plugin (its settings come from the FSDP_* variables)."""
+    import os
+
+    import transformers.trainer
+    from accelerate import Accelerator
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or torch.cuda.is_available():
+        return
+
+    class FSDPOnCPU(Accelerator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.state.distributed_type in (DistributedType.MULTI_CPU, DistributedType.FSDP):  # FSDP: set before
+                # AcceleratorState copies PartialState's type whenever it is built again: set both
+                PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+                self.state.distributed_type = DistributedType.FSDP
+                self.state.fsdp_plugin = kwargs.get("fsdp_plugin") or FullyShardedDataParallelPlugin()
+
+    transformers.trainer.Accelerator = FSDPOnCPU
 
 
 def run_case(
@@ -101,11 +128,12 @@ def run_case(
         trainer = make_trainer()
         trainer.train(resume_from_checkpoint=str(output_dir / case / f"checkpoint-{STEPS // 2}"))
     plugin = trainer.accelerator.state.deepspeed_plugin
+    sharded = isinstance(trainer.model_wrapped, FSDPModule)  # torch's `fully_shard` ran on the model (FSDP2)
     return {
         "case": case,
         "main": trainer.is_world_process_zero(),
         "world_size": trainer.accelerator.num_processes,
-        "engine": type(trainer.model_wrapped).__name__,
+        "engine": "FSDP2" if sharded else type(trainer.model_wrapped).__name__,
         "zero_stage": plugin.zero_stage if plugin else None,
         "logs": [entry for entry in trainer.state.log_history if "loss" in entry],
         "train_loss": train_loss,
@@ -124,6 +152,7 @@ def main() -> None:
     parser.add_argument("--layout", help="the trainers' `layout` (default: theirs)")
     parser.add_argument("cases", nargs="+")
     options = parser.parse_args()
+    fsdp_on_cpu()
     for case in options.cases:
         result = run_case(
             case, options.model, options.output_dir, options.batch_size, options.eval_batch_size, options.layout
