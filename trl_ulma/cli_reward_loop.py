@@ -14,12 +14,13 @@ from typing import Any
 import yaml
 
 
-# The embedded default job, sized for 2 CPU cores (each value overridable): 40 training and 40 held-out prompts
+# The embedded default job, sized for 2 CPU cores (each value overridable): 40 training and 40 held-out prompts, the
+# strength and rate of the reward-KL frontier's `ulma_rounds_reward` (docs/reward-frontier.md)
 DEFAULT_LOOP = {
     "reward_funcs": ["trl_ulma.rewards.vader_sentiment"],
     "eval_fraction": 0.5,
-    "beta": 0.5,
-    "learning_rate": 3e-5,
+    "beta": 0.1,
+    "learning_rate": 1e-5,
     "num_train_epochs": 2,
     "max_length": 192,
     "gradient_checkpointing": False,
