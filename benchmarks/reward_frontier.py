@@ -447,7 +447,7 @@ class Frontier:
             num_generations=self.p.num_generations,
             trainer=trainer,
             reference=reference,
-            positives="best" if trainer == "ulma" else "none",
+            positives=None,  # the loop's: each prompt's best for ULMA, none for point-wise DPO
             max_new_tokens=self.p.max_new_tokens,
             generation_batch_size=GENERATION_BATCH,
             seed=self.p.seed,

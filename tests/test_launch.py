@@ -1,6 +1,6 @@
 """What the README documents, launched as a user would: the `trl-ulma` CLI and `scripts/*.py` under
 `accelerate launch` with each shipped accelerate config, on 2 CPU processes (the README's laptop recipe: the shipped
-file plus `--num_processes 2`, and `--mixed_precision no` for the two that set bf16; never `--cpu`, which makes
+file plus `--num_processes 2`, and `--mixed_precision no` for the three that set bf16; never `--cpu`, which makes
 accelerate run one plain process whatever the file says), with held-out data (a `test` split, or `--eval_fraction`), evaluation before,
 during and after training, a few steps. Each launch must exit 0, print the before/after summary and save a model that
 loads back and differs from the base model.
@@ -89,7 +89,7 @@ def test_documented_launch_with_held_out_data(config, data, model_dir, tmp_path)
 
     printed = done.stdout
     assert f"({MODES[config]})" in printed  # the launch really is what the config says
-    dropped = "The launch asked for FSDP, but accelerate runs it as MULTI_CPU on cpu processes"
+    dropped = "The launch asked for FSDP, but accelerate runs it as plain DDP on cpu processes"
     assert (dropped in done.stderr) == (config == "fsdp2")
     assert f"held-out rows: {10 if held_out == 'test_split' else ''}" in printed
     table = {line[:28].strip(): line[28:].split() for line in printed.splitlines() if line.startswith(("implicit", "loss"))}

@@ -457,6 +457,13 @@ def test_a_changed_setup_stops_unless_overwritten(tmp_path, model_dir):
     assert json.loads((tmp_path / "loop" / "loop.json").read_text())["config"]["positives"] == "none"
     scored = load_data(str(tmp_path / "loop" / "round_1" / "scored.jsonl"))["train"]
     assert max(scored["score"]) < 1.0  # positives="none"
+    # A run of an older release (no targets in its record: score_scale="auto" on per-token means) is not resumed
+    record = tmp_path / "loop" / "loop.json"
+    older = json.loads(record.read_text())
+    del older["targets"]
+    record.write_text(json.dumps(older))
+    with pytest.raises(ValueError, match=r"another setup \(changed: targets\)"):
+        _run(model_dir, tokenizer, _config(tmp_path, rounds=2, positives="none"), reward, False)
 
 
 def test_a_round_without_preferences_stops(tmp_path, model_dir):
@@ -560,6 +567,11 @@ def test_a_round_fits_the_reward_in_its_own_units(tmp_path, model_dir):
     expected = sum((row["reward"] - baseline[row["prompt"]]) ** 2 for row in rows) / len(rows)
     state = json.loads((folder / "model" / "trainer_state.json").read_text())
     assert state["log_history"][0]["loss"] == pytest.approx(expected, rel=1e-4)
+    args = torch.load(folder / "model" / "training_args.bin", weights_only=False)
+    rewards = [row["reward"] for row in rows]
+    assert (args.score_scale, args.length_normalize) == (max(rewards) - min(rewards), False)  # sums: h is log pi/pi_ref
+    assert json.loads((tmp_path / "loop" / "loop.json").read_text())["targets"] == {
+        "score_scale": "the round's reward range", "length_normalize": False}
     scoring = json.loads((folder / "scoring.json").read_text())
     assert (scoring["reward_min"], scoring["reward_max"]) == (min(r["reward"] for r in rows), max(r["reward"] for r in rows))
 

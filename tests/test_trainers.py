@@ -648,6 +648,7 @@ def test_unbalanced_labels_warn_with_the_fix(trainer_class, config_class, overri
         ("score", {"score_baseline": "none"}, True),  # scores against 0: every one pulled up
         ("score", {}, False),  # scores around their mean: each row toward its own side (the reward loop's rows)
         ("score", {"score_baseline": "prompt"}, False),
+        ("score", {"score_baseline": 0.0}, True),  # a fixed baseline below every score: all pulled up
         ("score", {"reduction": "per_group"}, True),  # the negatives' group is the whole loss
     ],
 )

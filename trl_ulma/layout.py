@@ -113,31 +113,35 @@ class Layout:
         moved = {k: v.to(device, non_blocking=non_blocking) for k, v in values.items() if isinstance(v, torch.Tensor)}
         return replace(self, **moved)
 
+    def may_attend(self, k, query, key) -> torch.Tensor:
+        """Whether position ``query`` of sequence ``k`` attends position ``key`` (indices or broadcastable index
+        tensors): an earlier or the same token of its unit, on its branch or a prefix (shared prompt) token."""
+        same_branch = (self.branch_id[k, query] == self.branch_id[k, key]) | self.prefix[k, key]
+        return (key <= query) & (self.unit_id[k, query] == self.unit_id[k, key]) & same_branch
+
     @property
     def attention_mask(self) -> torch.Tensor:
         """(K, L) 0/1 for ``padded``; (K, 1, L, L) bool for the packed layouts (True: may attend), on the layout's
         device."""
         if self.mode == "padded":
             return self.sequence_mask.long()
-        length = self.input_ids.size(1)
-        causal = torch.ones(length, length, dtype=torch.bool, device=self.unit_id.device).tril()
-        same_unit = self.unit_id[:, :, None] == self.unit_id[:, None, :]
-        same_branch = self.branch_id[:, :, None] == self.branch_id[:, None, :]
-        return (causal & same_unit & (same_branch | self.prefix[:, None, :]))[:, None]
+        num_seqs, length = self.input_ids.shape
+        positions = torch.arange(length, device=self.unit_id.device)
+        k = torch.arange(num_seqs, device=positions.device)[:, None, None]
+        return self.may_attend(k, positions[None, :, None], positions[None, None, :])[:, None]
 
-    def block_mask(self):
-        """The packed mask as a FlexAttention ``BlockMask``, built on the layout's device from the per-token ids
-        (blocks with no visible token are skipped, so no (L, L) tensor is kept)."""
+    def block_mask(self, block_size: int = 128):
+        """The packed mask as a FlexAttention ``BlockMask`` of ``block_size`` blocks, on the layout's device: the
+        attention kernel skips the blocks with no visible token (building it evaluates every (query, key) once)."""
         from torch.nn.attention.flex_attention import create_block_mask
 
-        unit, branch, prefix = self.unit_id, self.branch_id, self.prefix
-
-        def may_attend(k, head, query, key):
-            same_branch = (branch[k, query] == branch[k, key]) | prefix[k, key]
-            return (key <= query) & (unit[k, query] == unit[k, key]) & same_branch
+        def mask_mod(k, head, query, key):
+            return self.may_attend(k, query, key)
 
         num_seqs, length = self.input_ids.shape
-        return create_block_mask(may_attend, num_seqs, None, length, length, device=unit.device)
+        return create_block_mask(
+            mask_mod, num_seqs, None, length, length, device=self.unit_id.device, BLOCK_SIZE=block_size
+        )
 
     def model_inputs(self, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
         """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask is

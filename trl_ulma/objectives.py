@@ -78,7 +78,7 @@ class PointwiseDPO(Objective):
         """Scores fitted around a baseline, every row weighing alike, need no positives or negatives: each row is
         pulled toward its own score's side of the baseline."""
         continuous = options.score_type == "continuous" and options.reduction == "mean"
-        return None if continuous and options.score_baseline != "none" else cls.without[missing]
+        return None if continuous and options.score_baseline in ("mean", "prompt") else cls.without[missing]
 
     def loss(
         self, policy_logps, ref_logps, scores, token_logps, token_mask, counts: GroupCounts, log_z

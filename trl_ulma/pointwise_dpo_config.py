@@ -77,8 +77,8 @@ class PointwiseDPOConfig(DPOConfig):
             log-probs, losses and gradients to float rounding. `"padded"`: one right-padded row per example.
             `"padding_free"`: rows packed back to back, each attending to itself only. `"shared_prompt"`: also the
             rows of one prompt share one copy of it, and the training sampler keeps a prompt's rows together (with
-            `train_sampling_strategy="random"`). Models whose attention cannot take a packed layout (not sdpa or
-            eager, sliding windows, recurrent layers) fall back to `"padded"` with a warning. `padding_free=True`
+            `train_sampling_strategy="random"`). Models whose attention cannot take a packed layout (not sdpa, eager
+            or flex_attention, sliding windows, recurrent layers) fall back to `"padded"` with a warning. `padding_free=True`
             (TRL's option, disabled in its DPOTrainer) turns `"padded"` into `"padding_free"` and keeps the packed
             layouts as they are.
     """

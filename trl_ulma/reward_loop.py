@@ -19,12 +19,15 @@ The trainers end text completions with EOS, also those cut at ``max_new_tokens``
 policy to stop there: keep ``max_new_tokens`` above the answers' length.
 
 Targets. Each round fits the reward in its own units: the trainer's ``score_scale`` is the round's reward range (so
-``score_scale * score`` is the reward less the round's lowest) and its
-log-probs are sums over the answer's tokens (``length_normalize=False``). The fitted implicit reward is then
-beta * log(pi(y|x) / pi_ref(y|x)) = r(x, y) - beta * log Z(x), the optimum of max E[r] - beta * KL(pi || pi_ref): beta
-is the reward one nat of KL costs, as in RLHF, and sets how far the policy moves. ``training`` overrides either (the
-trainers' own defaults, ``score_scale="auto"`` with per-token means, fit one standard deviation of reward to one nat
-per token whatever beta is).
+``score_scale * score`` is the reward less the round's lowest) and its log-probs are sums over the answer's tokens
+(``length_normalize=False``). Point-wise DPO (each prompt's mean reward its baseline) then fits
+beta * log(pi(y|x) / pi_ref(y|x)) = r(x, y) - V(x), the optimum of max E[r] - beta * KL(pi || pi_ref): beta is the
+reward one nat of KL costs, as in RLHF, and sets how far the policy moves. ULMA trains each prompt's best sample by
+SFT and fits the others the same way around its own baseline (``score_baseline="mean"`` under its per-group
+reduction: halfway between the positives, scored at the round's top, and the negatives' mean). ``training`` overrides
+both settings; the trainers' own defaults, ``score_scale="auto"`` with per-token means, go together (one standard
+deviation of reward asks for one nat per token, whatever beta is). The record of a run (``loop.json``) keeps the
+targets, so a run of an older release, which used those defaults, is not resumed on others.
 
 Reference. With ``reference="initial"`` every round's optimum is the same pi_0 * exp(r / beta) / Z: the rounds refine
 the fit on samples from the improving policy, and the KL to pi_0 stays regularised. With ``"previous"`` round t's
@@ -141,6 +144,13 @@ class RewardLoopConfig:
                 f"`training` option {unknown[0]!r} is not a {config_class.__name__} field the loop takes "
                 "(output_dir is the loop's)."
             )
+
+    def targets(self) -> dict[str, Any]:
+        """How a round's rewards become the trainer's targets (recorded in ``loop.json``)."""
+        return {
+            "score_scale": self.training.get("score_scale", "the round's reward range"),
+            "length_normalize": self.training.get("length_normalize", False),
+        }
 
     def training_args(self, output_dir: str | Path, reward_unit: float | None = None) -> PointwiseDPOConfig:
         """The trainer's config: the loop's defaults, then ``training``. ``reward_unit``: the round's reward range,
@@ -526,6 +536,7 @@ def run_reward_loop(
     output_dir = Path(config.output_dir)
     record = {
         "config": asdict(config),
+        "targets": config.targets(),
         "model": str(model),
         "reward_funcs": [reward_name(f) for f in funcs],
         "reward_weights": weights,

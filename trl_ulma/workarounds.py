@@ -28,9 +28,10 @@ class FrameworkWorkarounds:
         """accelerate turns an FSDP launch into FSDP only on GPU-like devices: on CPU processes its state stays
         MULTI_CPU and the run is plain DDP, the weights unsharded, without a word. Say it, once."""
         if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not self.is_fsdp_enabled:
+            engine = "plain DDP" if self.accelerator.num_processes > 1 else "one plain process"
             logger.warning(
-                f"The launch asked for FSDP, but accelerate runs it as {self.accelerator.distributed_type.value} on "
-                f"{self.accelerator.device.type} processes (it shards only on GPUs): the weights are not sharded.",
+                f"The launch asked for FSDP, but accelerate runs it as {engine} on {self.accelerator.device.type} "
+                "processes (it shards only on GPUs): the weights are not sharded.",
                 main_process_only=True,
             )
 
