@@ -1,10 +1,13 @@
 """The reward-function loop: reward functions called and combined as GRPO does, rewards to point-wise rows, the KL
 estimate against a hand computation, resuming at each stage, and a short run that raises a toy reward."""
 
+import importlib.machinery
+import itertools
 import json
 import math
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,13 @@ from trl_ulma.formats import convert_to_pointwise
 from trl_ulma.reward_loop import RewardLoopArguments
 from trl_ulma.reward_targets import BELOW_ONE, RowsReport, reward_rows
 from trl_ulma.rewards import RewardModel, load_reward_funcs, score_completions, vader_sentiment
-from trl_ulma.sampling import distinct_ngrams, repetition_rate, sample_completions, sample_kl
+from trl_ulma.sampling import (
+    distinct_ngrams,
+    repetition_rate,
+    sample_completions,
+    sample_completions_vllm,
+    sample_kl,
+)
 from trl_ulma.testing import build_tiny_model
 
 
@@ -632,3 +641,103 @@ def test_the_loop_samples_from_the_policy_itself(model_dir, tokenizer, monkeypat
     assert [type(p).__name__ for p in processors] == ["MinPLogitsWarper"] and processors[0].min_p == 0.0  # a no-op
     sample_completions(model, tokenizer, ["User: hi\nAssistant:"], GenerationSettings(do_sample=True))
     assert "generation_config" not in seen[-1] and "top_k" not in seen[-1]  # unset: the model's own config
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# vLLM (a stand-in package: the real one needs a GPU)
+# --------------------------------------------------------------------------------------------------------------------
+class FakeVLLM(types.ModuleType):
+    """A stand-in for the vllm package: records each engine's and request's settings and answers each prompt with
+    the next of ``answers`` (token ids, finish reason, stop reason), cycling."""
+
+    def __init__(self, answers):
+        super().__init__("vllm")
+        self.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+        self.answers, self.engines, self.requests = answers, [], []
+        package = self
+
+        class LLM:
+            def __init__(self, **kwargs):
+                package.engines.append(kwargs)
+
+            def generate(self, prompts, sampling_params, use_tqdm):
+                package.requests.append((prompts, sampling_params))
+                cycle = itertools.cycle(package.answers)
+                return [
+                    types.SimpleNamespace(outputs=[types.SimpleNamespace(
+                        token_ids=ids, finish_reason=finish, stop_reason=stop)])
+                    for (ids, finish, stop), _ in zip(cycle, prompts)
+                ]
+
+        self.LLM, self.SamplingParams = LLM, lambda **kwargs: kwargs
+
+
+def test_vllm_samples_keep_the_prompt_ids_stop_tokens_and_settings(model_dir, tokenizer, monkeypatch):
+    eos = tokenizer.eos_token_id
+    answers = [
+        ([20, 21, eos], "stop", None),  # ended by EOS, which vLLM keeps in token_ids
+        ([22, 23], "stop", None),  # ended by EOS, left out of token_ids
+        ([24, 25, 26], "length", None),  # cut at max_tokens
+    ]
+    vllm = FakeVLLM(answers)
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    prompts = ["User: hi\nAssistant:", "User: Can you help me with a poem?\nAssistant:", "User: bye\nAssistant:"]
+    settings = GenerationSettings(max_new_tokens=3, do_sample=True, top_k=0, temperature=0.7, top_p=0.9, seed=5)
+    samples = sample_completions_vllm(model_dir, tokenizer, prompts, settings, gpu_memory_utilization=0.2)
+    assert vllm.engines == [{"model": model_dir, "seed": 5, "gpu_memory_utilization": 0.2}]
+    (requests, params), = vllm.requests
+    assert requests == [{"prompt_token_ids": tokenizer(p)["input_ids"]} for p in prompts]
+    assert params == {"max_tokens": 3, "stop_token_ids": [eos], "temperature": 0.7, "top_p": 0.9, "top_k": 0}
+    assert [s.completion_ids for s in samples] == [[20, 21, eos], [22, 23, eos], [24, 25, 26]]
+    assert [s.eos for s in samples] == [True, True, False]
+    assert [s.prompt_ids for s in samples] == [r["prompt_token_ids"] for r in requests]
+    assert samples[2].text == tokenizer.decode([24, 25, 26], skip_special_tokens=True)
+    greedy = sample_completions_vllm(model_dir, tokenizer, prompts[:1], GenerationSettings(max_new_tokens=3))
+    assert vllm.requests[-1][1] == {"max_tokens": 3, "stop_token_ids": [eos], "temperature": 0.0}
+    assert greedy[0].completion_ids == [20, 21, eos]
+
+
+def test_use_vllm_needs_vllm_and_a_gpu(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"^`use_vllm=True` needs the vllm package and a GPU \(vllm installed: False, "
+                                         r"GPU: False\): install vllm"):
+        RewardLoopConfig(output_dir=str(tmp_path), use_vllm=True)
+    assert RewardLoopConfig(output_dir=str(tmp_path)).use_vllm is False  # unset: transformers on this machine
+    monkeypatch.setattr(reward_loop, "vllm_available", lambda: True)
+    assert RewardLoopConfig(output_dir=str(tmp_path)).use_vllm is True  # unset: vLLM where it runs
+    assert RewardLoopConfig(output_dir=str(tmp_path), use_vllm=False).use_vllm is False
+    with pytest.raises(ValueError, match=r"^`vllm_gpu_memory_utilization` must be in \(0, 1\], got 0"):
+        RewardLoopConfig(output_dir=str(tmp_path), vllm_gpu_memory_utilization=0)
+    parser = TrlParser((RewardLoopArguments,))
+    (args,) = parser.parse_args_into_dataclasses(["--use_vllm", "--vllm_gpu_memory_utilization", "0.5"])
+    config = args.to_config(str(tmp_path), explicit={"use_vllm", "vllm_gpu_memory_utilization"})
+    assert (config.use_vllm, config.vllm_gpu_memory_utilization) == (True, 0.5)
+    (args,) = parser.parse_args_into_dataclasses(["--use_vllm", "false"])
+    assert args.to_config(str(tmp_path), explicit={"use_vllm"}).use_vllm is False  # off where vLLM would run
+    (args,) = parser.parse_args_into_dataclasses([])
+    assert args.to_config(str(tmp_path), explicit=set()).use_vllm is True  # unset: where it runs
+
+
+@pytest.mark.slow
+def test_the_loop_samples_each_round_with_vllm_from_the_saved_policy(tmp_path, model_dir, monkeypatch):
+    """Each round's samples come from vLLM, loaded from the previous round's saved model (the held-out samples from
+    the round's own); a run resumes with vLLM switched off."""
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    e, x = tokenizer.convert_tokens_to_ids(["e", "x"])
+    vllm = FakeVLLM([([e, e, tokenizer.eos_token_id], "stop", None), ([x, x, x], "length", None), ([e, x], "stop", None)])
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setattr(reward_loop, "vllm_available", lambda: True)
+    result = _run(model_dir, tokenizer, _config(tmp_path, rounds=2), share_of_e)
+    loop = tmp_path / "loop"
+    round_1, round_2 = str(loop / "round_1" / "model"), str(loop / "round_2" / "model")
+    # round 0 held-out; round 1 samples, held-out; round 2 samples, held-out
+    assert [engine["model"] for engine in vllm.engines] == [model_dir, model_dir, round_1, round_1, round_2]
+    assert [len(prompts) for prompts, _ in vllm.requests] == [24, 32, 24, 32, 24]  # K = 4 per prompt
+    eos = tokenizer.eos_token_id
+    samples = [json.loads(line) for line in (loop / "round_1" / "samples.jsonl").read_text().splitlines()]
+    assert [(s["completion_ids"], s["eos"]) for s in samples[:3]] == [([e, e, eos], True), ([x] * 3, False),
+                                                                      ([e, x, eos], True)]
+    for metrics in result["rounds"]:  # the held-out figures come from the (same) vLLM samples: "ee", "xxx", "ex"
+        assert metrics["eval/reward"] == pytest.approx((1 + 0 + 0.5) / 3)
+    assert result["rounds"][0]["eval/kl"] == 0 and result["rounds"][2]["eval/kl"] != 0
+    resumed = _run(model_dir, tokenizer, _config(tmp_path, rounds=2, use_vllm=False), share_of_e)
+    assert resumed["rounds"] == result["rounds"] and len(vllm.engines) == 5  # the same run: nothing redone

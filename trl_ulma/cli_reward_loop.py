@@ -144,7 +144,7 @@ def run_reward_loop_command(argv: list[str]) -> int:
     training = {key: getattr(training_args, key) for key in explicit | set(defaults) if key in config_fields}
     if "report_to" not in explicit:
         training.pop("report_to")  # the loop's own default
-    config = loop_args.to_config(training_args.output_dir, training, seed=training_args.seed)
+    config = loop_args.to_config(training_args.output_dir, training, training_args.seed, explicit)
     logging.basicConfig(format="%(message)s")
     logging.getLogger("trl_ulma.reward_loop").setLevel(logging.INFO)
     result = run_reward_loop(

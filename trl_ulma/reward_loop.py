@@ -13,7 +13,8 @@ Each round r = 1..R writes ``output_dir/round_{r}/``:
                     metrics and, on held-out prompts, the new policy's figures: mean reward of its own samples, KL to
                     the initial model estimated on them, length, repetition, distinct 3-grams
 ``round_0/metrics.json`` holds the initial model's held-out figures, ``loop.json`` the config, ``results.json`` the
-table of rounds. Held-out samples use the same seed every round (common random numbers across rounds); with
+table of rounds. Samples come from transformers' ``generate``, or from vLLM when it is installed and a GPU is present
+(``use_vllm``). Held-out samples use the same seed every round (common random numbers across rounds); with
 ``temperature=1`` and ``top_p=1`` (the defaults) they come from the policy itself and the KL estimate is unbiased.
 The trainers end text completions with EOS, also those cut at ``max_new_tokens`` (``eos`` false), which teaches the
 policy to stop there: keep ``max_new_tokens`` above the answers' length.
@@ -43,6 +44,7 @@ existing ``output_dir`` stops, unless ``overwrite=True``, which starts over.
 
 import gc
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -71,7 +73,9 @@ from .sampling import (
     distinct_ngrams,
     repetition_rate,
     sample_completions,
+    sample_completions_vllm,
     sample_kl,
+    vllm_available,
 )
 from .ulma_config import ULMAConfig
 from .ulma_trainer import ULMATrainer
@@ -95,7 +99,8 @@ class RewardLoopConfig:
     """How the loop runs. ``positives``: which rows get score 1 (`reward_targets`); by default each prompt's best for
     ULMA (its SFT rows) and none for point-wise DPO (which fits every reward as it is). ``eval_prompts``: prompts held
     out of ``prompts`` for the held-out figures (a count, or a fraction if < 1), when no held-out dataset is given.
-    ``training``: fields of the trainer's config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults:
+    ``use_vllm``: draw the samples with vLLM (None: when it is installed and a GPU is present; the policy is loaded
+    from its saved folder, with ``vllm_gpu_memory_utilization`` of the GPU). ``training``: fields of the trainer's config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults:
     ``report_to="none"``, ``save_strategy="no"``, ``seed``, on a machine without GPU ``use_cpu=True`` and
     ``bf16=False``, the reward's own units (``score_scale`` the round's reward range, ``length_normalize=False``: the
     module docstring), and for point-wise DPO ``score_baseline="prompt"`` (each prompt's mean reward estimates
@@ -114,11 +119,25 @@ class RewardLoopConfig:
     max_prompt_length: int = 256
     seed: int = 0
     eval_prompts: float | None = None
+    use_vllm: bool | None = None
+    vllm_gpu_memory_utilization: float = 0.3
     training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.positives is None:
             self.positives = "best" if self.trainer == "ulma" else "none"
+        if self.use_vllm is None:
+            self.use_vllm = vllm_available()
+        elif self.use_vllm and not vllm_available():
+            raise ValueError(
+                "`use_vllm=True` needs the vllm package and a GPU (vllm installed: "
+                f"{importlib.util.find_spec('vllm') is not None}, GPU: {torch.cuda.is_available()}): install vllm on a "
+                "GPU machine, or leave use_vllm unset to sample with transformers."
+            )
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(
+                f"`vllm_gpu_memory_utilization` must be in (0, 1], got {self.vllm_gpu_memory_utilization!r}."
+            )
         choices = {"trainer": list(TRAINERS), "reference": list(REFERENCES), "positives": list(POSITIVES)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -210,6 +229,13 @@ class RewardLoopArguments:
     )
     max_new_tokens: int = field(default=48, metadata={"help": "Maximum tokens of a sample."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    use_vllm: bool | None = field(
+        default=False,  # not None, so that a bare --use_vllm parses (`to_config`: unset is None)
+        metadata={"help": "Sample with vLLM (true or false; unset: when vllm is installed and a GPU is present)."},
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "Share of the GPU's memory vLLM may take while it samples."}
+    )
     prompt_column: str = field(default="prompt", metadata={"help": "The prompts' column in --dataset_name."})
     eval_fraction: float = field(
         default=0.0,
@@ -220,9 +246,12 @@ class RewardLoopArguments:
         metadata={"help": "Start over in an --output_dir that holds a run of another setup (else it resumes or stops)."},
     )
 
-    def to_config(self, output_dir: str, training: dict[str, Any] | None = None, seed: int = 0) -> RewardLoopConfig:
+    def to_config(
+        self, output_dir: str, training: dict[str, Any] | None = None, seed: int = 0, explicit: set[str] | None = None
+    ) -> RewardLoopConfig:
         """The loop's config from these options (``prompt_column`` is the caller's: rename it to ``prompt``);
-        ``seed`` drives the held-out split, the sampling and the trainer."""
+        ``seed`` drives the held-out split, the sampling and the trainer; ``explicit``: the flags given, if known
+        (``use_vllm`` unset is None: vLLM where it runs)."""
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"--eval_fraction must be in [0, 1): the share of prompts held out, got {self.eval_fraction}.")
         return RewardLoopConfig(
@@ -235,6 +264,8 @@ class RewardLoopArguments:
             positives=self.positives,
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
+            use_vllm=self.use_vllm if explicit is None or "use_vllm" in explicit else None,
+            vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
             eval_prompts=self.eval_fraction or None,
             training=dict(training or {}),
         )
@@ -294,6 +325,10 @@ def _digest(prompts: Dataset | None) -> str | None:
     return hashlib.sha256(json.dumps(prompts.to_list(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# What may change when a run resumes: the rounds to run, the folder's name, and how the samples are drawn
+RESUMABLE = ("rounds", "output_dir", "use_vllm", "vllm_gpu_memory_utilization")
+
+
 def _check_run(output_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
     """Write ``loop.json``, after checking that a run already in ``output_dir`` has the same record (``rounds`` and
     the folder's name aside); ``overwrite`` removes the run's outputs (round folders, results) instead."""
@@ -312,7 +347,7 @@ def _check_run(output_dir: Path, record: dict[str, Any], overwrite: bool) -> Non
         changed = [
             f"config.{key}"
             for key, value in new["config"].items()
-            if key not in ("rounds", "output_dir") and old["config"].get(key) != value
+            if key not in RESUMABLE and old["config"].get(key) != value
         ]
         changed += [key for key, value in new.items() if key != "config" and old.get(key) != value]
         if changed:
@@ -367,11 +402,19 @@ class _Loop:
         """The policy after ``round_index`` rounds."""
         return self.model if round_index == 0 else str(self.output_dir / f"round_{round_index}" / "model")
 
-    def draw(self, policy, rows: list[dict[str, Any]], seed: int, desc: str) -> tuple[list[dict], list[Sample]]:
-        """K samples of ``policy`` per row: as rows (the prompt's columns, the completion, its ids and ``eos``), and
-        as drawn."""
+    def draw(self, policy: str, rows: list[dict[str, Any]], seed: int, desc: str) -> tuple[list[dict], list[Sample]]:
+        """K samples per row of the policy saved at ``policy`` (with vLLM or transformers): as rows (the prompt's
+        columns, the completion, its ids and ``eos``), and as drawn."""
         repeated = [row for row in rows for _ in range(self.config.num_generations)]
-        samples = sample_completions(policy, self.tokenizer, [r["prompt"] for r in repeated], self.settings(seed), desc)
+        prompts, settings = [r["prompt"] for r in repeated], self.settings(seed)
+        if self.config.use_vllm:
+            memory = self.config.vllm_gpu_memory_utilization
+            samples = sample_completions_vllm(policy, self.tokenizer, prompts, settings, memory)
+        else:
+            model = _load_policy(policy)
+            samples = sample_completions(model, self.tokenizer, prompts, settings, desc)
+            del model
+            _free()
         return [
             row | {"completion": as_completion(row["prompt"], s.text), "completion_ids": s.completion_ids, "eos": s.eos}
             for row, s in zip(repeated, samples, strict=True)
@@ -386,9 +429,7 @@ class _Loop:
 
     # Stages ---------------------------------------------------------------------------------------------------------
     def sample(self, r: int, folder: Path) -> None:
-        policy = _load_policy(self.policy(r - 1))
-        rows, _ = self.draw(policy, self.prompts.to_list(), self.config.seed + r, f"round {r}: sampling")
-        del policy
+        rows, _ = self.draw(self.policy(r - 1), self.prompts.to_list(), self.config.seed + r, f"round {r}: sampling")
         _write_jsonl(folder / "samples.jsonl", rows)
 
     def build_rows(self, r: int, folder: Path) -> None:
@@ -444,9 +485,9 @@ class _Loop:
         """The held-out figures of the policy after ``r`` rounds (none without held-out prompts)."""
         if self.eval_prompts is None:
             return {}
+        rows, samples = self.draw(self.policy(r), self.eval_prompts.to_list(), self.config.seed, f"round {r}: held-out")
         policy = _load_policy(self.policy(r))
         initial = policy if r == 0 else _load_policy(self.model)
-        rows, samples = self.draw(policy, self.eval_prompts.to_list(), self.config.seed, f"round {r}: held-out")
         rewards = [reward for reward in self.score(rows) if reward is not None]
         ids = [s.completion_ids for s in samples]
         kl, _ = sample_kl(

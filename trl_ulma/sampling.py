@@ -1,6 +1,9 @@
-"""Drawing answers from a model and scoring them token by token: generation batched by length, the exact ids of
-each sample, its summed log-prob, the KL between two models on a policy's own samples, and fluency checks."""
+"""Drawing answers from a model and scoring them token by token: generation batched by length (transformers, or vLLM
+from a saved model), the exact ids of each sample, its summed log-prob, the KL between two models on a policy's own
+samples, and fluency checks."""
 
+import gc
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -45,6 +48,24 @@ class GenerationSettings:
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def vllm_available() -> bool:
+    """Whether vLLM can draw the samples: the package is installed and a GPU is present."""
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+def _stop_ids(tokenizer: PreTrainedTokenizerBase, generation_config: GenerationConfig | None) -> set[int]:
+    """The tokens that end an answer: the tokenizer's EOS and the model's generation config's."""
+    stop = generation_config.eos_token_id if generation_config is not None else None
+    return {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
+
+
+def _sample(prompt_ids: list[int], generated: Sequence[int], stop: set[int], tokenizer) -> "Sample":
+    """A sample from the generated ids: up to and with the first stop token (what follows is padding)."""
+    end = next((n + 1 for n, token in enumerate(generated) if token in stop), None)
+    completion = list(generated[:end])
+    return Sample(prompt_ids, completion, end is not None, tokenizer.decode(completion, skip_special_tokens=True))
 
 
 def _by_length(lengths: Sequence[int], batch_size: int, run: Callable[[list[int]], Sequence[T]]) -> list[T]:
@@ -94,8 +115,7 @@ def sample_completions(
     order."""
     set_seed(settings.seed)
     device = next(model.parameters()).device
-    stop = model.generation_config.eos_token_id
-    stop = {tokenizer.eos_token_id} | set(stop if isinstance(stop, list) else [stop] if stop is not None else [])
+    stop = _stop_ids(tokenizer, model.generation_config)
     prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
     options = {
         "max_new_tokens": settings.max_new_tokens,
@@ -116,17 +136,53 @@ def sample_completions(
         input_ids = pad(ids, padding_value=tokenizer.pad_token_id, padding_side="left").to(device)
         attention_mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
-        samples = []
-        for i, generated in zip(indices, output[:, input_ids.size(1) :].tolist(), strict=True):
-            end = next((n + 1 for n, token in enumerate(generated) if token in stop), None)
-            completion = generated[:end]  # what follows the first EOS is padding
-            text = tokenizer.decode(completion, skip_special_tokens=True)
-            samples.append(Sample(prompt_ids[i], completion, end is not None, text))
+        generated = output[:, input_ids.size(1) :].tolist()
+        samples = [_sample(prompt_ids[i], ids, stop, tokenizer) for i, ids in zip(indices, generated, strict=True)]
         bar.update(len(indices))
         return samples
 
     samples = _by_length([len(ids) for ids in prompt_ids], settings.batch_size, run)
     bar.close()
+    return samples
+
+
+def sample_completions_vllm(
+    model_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Any],
+    settings: GenerationSettings,
+    gpu_memory_utilization: float = 0.3,
+) -> list[Sample]:
+    """`sample_completions` with vLLM, from the model saved at ``model_path``: the same prompt ids, stop tokens and
+    sampling settings (``top_k`` None or 0: every token; vLLM applies no penalty unless asked), one engine seeded with
+    ``settings.seed`` for the whole call (so a prompt repeated K times gets K different samples), freed at the end.
+    vLLM's sampler is not transformers', so the samples differ from `sample_completions`' for the same seed."""
+    from vllm import LLM, SamplingParams
+
+    try:
+        generation_config = GenerationConfig.from_pretrained(model_path)
+    except OSError:  # a model without a generation config
+        generation_config = None
+    stop = _stop_ids(tokenizer, generation_config)
+    prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
+    options = {"max_tokens": settings.max_new_tokens, "stop_token_ids": sorted(stop), "temperature": 0.0}
+    if settings.do_sample:
+        options |= {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k or 0}
+    llm = LLM(model=model_path, seed=settings.seed, gpu_memory_utilization=gpu_memory_utilization)
+    outputs = llm.generate(
+        [{"prompt_token_ids": ids} for ids in prompt_ids], sampling_params=SamplingParams(**options), use_tqdm=True
+    )
+    samples = []
+    for ids, output in zip(prompt_ids, outputs, strict=True):
+        completion = output.outputs[0]
+        generated = list(completion.token_ids)
+        if completion.finish_reason == "stop" and not stop & set(generated):  # a stop token vLLM left out
+            generated.append(completion.stop_reason if isinstance(completion.stop_reason, int) else tokenizer.eos_token_id)
+        samples.append(_sample(ids, generated, stop, tokenizer))
+    del llm, outputs
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return samples
 
 
