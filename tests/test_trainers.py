@@ -800,3 +800,39 @@ def test_a_model_built_in_memory_trains_without_ref_model(tokenizer, make_args):
     assert moved and all(torch.equal(p, initial[name]) for name, p in reference.named_parameters())
     with pytest.raises(ValueError, match="pass `processing_class=tokenizer`"):
         ULMATrainer(model=build_tiny_model(tokenizer), args=make_args(ULMAConfig), train_dataset=toy_dataset(4))
+
+
+def test_fsdp_is_predicted_as_accelerate_decides_it(monkeypatch):
+    """A model built in memory needs a reference copy under FSDP even with precomputed log-probs (TRL keeps a
+    reference there); the trainer knows before accelerate is built whether FSDP will run."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from trl_ulma.workarounds import fsdp_will_shard
+
+    def args(kind: DistributedType, fsdp: str = "") -> SimpleNamespace:
+        return SimpleNamespace(fsdp=fsdp, distributed_state=SimpleNamespace(distributed_type=kind))
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    assert not fsdp_will_shard(args(DistributedType.MULTI_GPU))
+    assert fsdp_will_shard(args(DistributedType.MULTI_GPU, fsdp="full_shard"))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch --config_file fsdp2.yaml` sets
+    assert fsdp_will_shard(args(DistributedType.MULTI_GPU)) and fsdp_will_shard(args(DistributedType.MULTI_XPU))
+    for kind in (DistributedType.NO, DistributedType.MULTI_CPU):  # one process, or CPUs: accelerate runs DDP
+        assert not fsdp_will_shard(args(kind))
+
+
+def test_a_model_built_in_memory_keeps_a_reference_under_fsdp_with_precomputed_log_probs(
+    tokenizer, make_args, monkeypatch
+):
+    from trl_ulma import pointwise_dpo_trainer
+
+    model = build_tiny_model(tokenizer)
+    precompute = make_args(ULMAConfig, precompute_ref_log_probs=True)
+    trainer = ULMATrainer(model=model, args=precompute, train_dataset=toy_dataset(8), processing_class=tokenizer)
+    assert trainer.ref_model is None  # the precompute is the reference
+    monkeypatch.setattr(pointwise_dpo_trainer, "fsdp_will_shard", lambda args: True)
+    trainer = ULMATrainer(model=model, args=precompute, train_dataset=toy_dataset(8), processing_class=tokenizer)
+    assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+    assert all(torch.equal(p, q) for p, q in zip(trainer.ref_model.parameters(), model.parameters(), strict=True))

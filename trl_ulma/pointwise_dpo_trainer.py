@@ -30,7 +30,7 @@ from .objectives import PointwiseDPO
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
 from .reference import ReferenceLogps
-from .workarounds import FrameworkWorkarounds
+from .workarounds import FrameworkWorkarounds, fsdp_will_shard
 
 
 logger = get_logger(__name__)
@@ -140,8 +140,9 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
                 "name: pass `processing_class=tokenizer`."
             )
         # As DPOTrainer decides it: no reference model with PEFT (adapters off), nor with precomputed log-probs
+        # unless under FSDP (the policy is sharded only in `train`, so the precompute needs a reference)
         needs_reference = in_memory and ref_model is None and peft_config is None and not is_peft_model(model)
-        if needs_reference and (not args.precompute_ref_log_probs or args.fsdp):
+        if needs_reference and (not args.precompute_ref_log_probs or fsdp_will_shard(args)):
             if is_deepspeed_zero3_enabled():
                 raise ValueError(
                     f"{type(self).__name__}: under DeepSpeed ZeRO-3 a model built in memory is partitioned and cannot "

@@ -18,6 +18,18 @@ from .collator import EXACT_FLOATS
 logger = get_logger(__name__)
 
 
+def fsdp_requested() -> bool:
+    """Whether the launch asked for FSDP (accelerate's config sets this variable, as does `TrainingArguments.fsdp`)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def fsdp_will_shard(args) -> bool:
+    """Whether the trainer's accelerator will run FSDP, decided before it is built as accelerate decides it
+    (`AcceleratorState`): asked for, on several processes of a GPU-like device (not one process, not CPUs)."""
+    kind = args.distributed_state.distributed_type.name
+    return (bool(args.fsdp) or fsdp_requested()) and kind.startswith("MULTI_") and kind != "MULTI_CPU"
+
+
 class FrameworkWorkarounds:
     """Evaluation before `train` under DeepSpeed and DDP, the reference's hash under ZeRO-3, exact floats under
     DeepSpeed's half precision, and the final `train_loss` over ranks."""
@@ -27,7 +39,7 @@ class FrameworkWorkarounds:
     def _say_when_fsdp_is_dropped(self) -> None:
         """accelerate turns an FSDP launch into FSDP only on GPU-like devices: on CPU processes its state stays
         MULTI_CPU and the run is plain DDP, the weights unsharded, without a word. Say it, once."""
-        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and not self.is_fsdp_enabled:
+        if fsdp_requested() and not self.is_fsdp_enabled:
             engine = "plain DDP" if self.accelerator.num_processes > 1 else "one plain process"
             logger.warning(
                 f"The launch asked for FSDP, but accelerate runs it as {engine} on {self.accelerator.device.type} "
