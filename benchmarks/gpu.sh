@@ -42,6 +42,20 @@ timeout 100 python3 benchmarks/throughput.py --lengths hh --model /tmp/smollm2 -
     PointwiseDPOTrainer:shared_prompt@flex_attention DPOTrainer \
     --output "$out/throughput-hh-smollm2-gpu-flex.json" 2>&1 | tee "$out/throughput-hh-smollm2-gpu-flex.md" \
     || failed+=("FlexAttention throughput")
+# FlashAttention 2, where the flash-attn package is installed (it needs a CUDA build): padding_free as one varlen
+# sequence, exactness and throughput beside padded sdpa (its flash kernel) and DPOTrainer; last, as it may not fit
+if python3 -c "import flash_attn" 2>/dev/null; then
+    timeout 40 python3 benchmarks/layout_exactness.py --model /tmp/smollm2 --dtype bfloat16 --rows 64 \
+        --attn flash_attention_2 --output "$out/layout-exactness-bf16-gpu-fa2.json" 2>&1 | grep -v "Loading weights" \
+        || failed+=("FlashAttention-2 exactness")
+    timeout 80 python3 benchmarks/throughput.py --lengths hh --model /tmp/smollm2 --batch 64 --steps 6 --warmup 2 \
+        --rounds 1 --max_length 512 --trainers ULMATrainer:padding_free@flash_attention_2 \
+        ULMATrainer:padded@flash_attention_2 ULMATrainer:padded DPOTrainer \
+        --output "$out/throughput-hh-smollm2-gpu-fa2.json" 2>&1 | tee "$out/throughput-hh-smollm2-gpu-fa2.md" \
+        || failed+=("FlashAttention-2 throughput")
+else
+    echo "flash-attn is not installed: no FlashAttention-2 rows (padded sdpa runs its own flash kernel above)"
+fi
 if (( ${#failed[@]} )); then
     echo "FAILED or timed out: ${failed[*]}" >&2
     exit 1

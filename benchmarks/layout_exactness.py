@@ -5,7 +5,8 @@ through SmolLM2 (or any causal LM folder), and the gradient of their weighted su
                                           [--output FILE.json]
 
 The padded batch runs with sdpa; each packed layout with each ``--attn`` implementation (FlexAttention: the
-layout's block mask; its backward needs a GPU). Prints, per layout, the largest difference of a row's log-prob from the padded batch's (absolute, and relative to
+layout's block mask; its backward needs a GPU; FlashAttention, e.g. ``flash_attention_2``: padding_free only, as one
+varlen sequence). Prints, per layout, the largest difference of a row's log-prob from the padded batch's (absolute, and relative to
 the row's |log-prob|) and the relative norm of the gradient difference. In float32 both are rounding (about 1e-6);
 in bfloat16 they are bfloat16's rounding of different summation orders, which is the figure to read next to it.
 """
@@ -18,7 +19,7 @@ import random
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_ulma.layout import LAYOUT_MODES, build_layout
+from trl_ulma.layout import PACKED_LAYOUTS, build_layout, is_varlen_attention
 
 
 def hh_rows(tokenizer, count: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
@@ -56,10 +57,16 @@ def main() -> None:
     rows = hh_rows(tokenizer, options.rows)
     weights = torch.linspace(-1.0, 2.0, len(rows), device=device)
     results, reference = {}, None
-    runs = [("padded", "sdpa")] + [(mode, attn) for attn in options.attn for mode in LAYOUT_MODES[1:]]
+    runs = [("padded", "sdpa")] + [
+        (mode, attn)
+        for attn in options.attn
+        for mode in PACKED_LAYOUTS
+        if mode == "padding_free" or not is_varlen_attention(attn)
+    ]
     for mode, attn in runs:  # padded first
         model.zero_grad()
-        layout = build_layout(rows, mode, pad_token_id=tokenizer.pad_token_id or 0).to(device)
+        layout = build_layout(rows, mode, pad_token_id=tokenizer.pad_token_id or 0)
+        layout = (layout.varlen() if is_varlen_attention(attn) else layout).to(device)
         logps = row_logps(model, layout, attn)
         (weights * logps).sum().backward()
         grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.grad is not None])

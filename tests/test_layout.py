@@ -368,6 +368,44 @@ def test_flex_attention_block_mask_matches_padded_path(kind, tiny_tokenizer, tok
             assert_close(layout.row_sums(outputs.entropy), ref_entropy)
 
 
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_padding_free_as_one_varlen_sequence_matches_padded_path(kind, tiny_tokenizer, token_rows):
+    """What FlashAttention gets (one sequence, no mask, positions restarting at each row: `Layout.varlen`), run on the
+    CPU through sdpa, where transformers builds the block-causal mask from the positions as the varlen kernel takes
+    its sequences from them: per-row log-probs, entropies and gradients equal the padded path's. FlashAttention itself
+    needs a GPU (benchmarks/gpu.sh)."""
+    torch.set_num_threads(1)
+    model = make_model(kind, "sdpa", tiny_tokenizer)
+    pad = tiny_tokenizer.pad_token_id
+    batch = DataCollatorForPointwisePreference(pad, max_length=30)(examples(token_rows))
+    weights = torch.linspace(-1.0, 2.0, len(token_rows))
+    ref_logps, ref_entropy, ref_grads = padded_reference(model, batch, weights)
+    packed = build_layout(token_rows, "padding_free", 30, budget=40, pad_token_id=pad)
+    assert packed.input_ids.size(0) > 1 and not packed.sequence_mask.all()  # several sequences, some padding
+    layout = packed.varlen()
+    assert layout.input_ids.shape == (1, packed.num_tokens) and layout.sequence_mask.all()
+    inputs = layout.model_inputs("flash_attention_2")
+    assert sorted(inputs) == ["input_ids", "position_ids"]  # no mask: the rows start where the positions restart
+    model.zero_grad()
+    outputs = model(**inputs, labels=layout.labels(), fused_lm_head=True)
+    logps = layout.row_sums(outputs.log_probs)
+    (weights * logps).sum().backward()
+    assert_close(logps.detach(), ref_logps)
+    assert_close(layout.row_sums(outputs.entropy).detach(), ref_entropy)
+    for name, param in model.named_parameters():
+        error = (param.grad - ref_grads[name]).norm() / ref_grads[name].norm().clamp(min=1e-12)
+        assert error <= 1e-5, (name, error.item())
+    with torch.no_grad():  # the layout's own mask agrees: the same rows through sdpa's dense mask
+        dense = model(**layout.model_inputs("sdpa"), labels=layout.labels(), fused_lm_head=True)
+    assert_close(layout.row_sums(dense.log_probs), ref_logps)
+    with pytest.raises(ValueError, match="one sequence: use `Layout.varlen"):
+        packed.model_inputs("flash_attention_2")
+    with pytest.raises(ValueError, match="FlashAttention runs padding_free"):
+        build_layout(token_rows, "shared_prompt").model_inputs("flash_attention_2")
+    with pytest.raises(ValueError, match="Only the padding_free layout"):
+        build_layout(token_rows, "shared_prompt").varlen()
+
+
 def test_block_mask_is_the_dense_mask(token_rows):
     """The BlockMask keeps exactly the blocks of the dense packed mask with a visible token, and its mask function,
     evaluated at every (query, key), is the dense mask."""
@@ -401,6 +439,15 @@ def test_supports_packed_layout(tiny_tokenizer):
     for attn in ("flash_attention_2", "paged|sdpa"):
         supported, reason = supports_packed_layout(Qwen2Config(num_hidden_layers=2, attn_implementation=attn))
         assert not supported and attn in reason
+    # FlashAttention (built in or from the kernels hub) runs padding_free as one varlen sequence, not shared prompts
+    for attn in ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn2"):
+        config = Qwen2Config(num_hidden_layers=2)
+        config._attn_implementation = attn
+        assert supports_packed_layout(config, layout="padding_free")[0]
+        supported, reason = supports_packed_layout(config, layout="shared_prompt")
+        assert not supported and "FlashAttention runs layout='padding_free'" in reason
+    assert not supports_packed_layout(Qwen2Config(num_hidden_layers=2, attn_implementation="paged|sdpa"),
+                                      layout="padding_free")[0]
 
     # Sliding windows: refused unless every row fits in the window
     sliding = Qwen2Config(

@@ -91,6 +91,44 @@ def test_unsupported_attention_falls_back_to_padding_with_one_warning(model_dir,
     assert caplog.text.count("layout='shared_prompt' falls back to padded batches: sliding_window=8") == 1
 
 
+def test_flash_attention_runs_shared_prompts_as_padding_free(model_dir, tokenizer, make_args, caplog):
+    """FlashAttention takes no mask: a request for shared prompts falls back to padding_free, which the collator lays
+    out as one varlen sequence (no mask, rows told apart by their positions)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.config._attn_implementation = "flash_attention_2"  # as loaded on a GPU (not run here: no kernel on a CPU)
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)  # sdpa
+    with caplog.at_level(logging.WARNING):
+        trainer = ULMATrainer(model=model, ref_model=reference, args=make_args(ULMAConfig), train_dataset=rows("binary"),
+                              processing_class=tokenizer)
+    assert trainer._layout_mode == "padding_free"
+    assert caplog.text.count("layout='shared_prompt' falls back to padding_free: attention implementation "
+                             "'flash_attention_2' does not apply a custom mask") == 1
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(10)])
+    for key in ("layout", "negatives_layout"):
+        assert batch[key].input_ids.size(0) == 1 and batch[key].sequence_mask.all()  # one sequence, no padding
+
+
+@pytest.mark.parametrize("name", ["ulma", "pointwise_dpo"])
+def test_varlen_inputs_through_the_trainer_match_padded(name, model_dir, tokenizer, make_args, monkeypatch):
+    """The trainer's FlashAttention path (collator's varlen layout, no mask, the forward as FlashAttention gets it)
+    with sdpa standing in for the kernel: transformers builds the same sequences from the positions. Same loss,
+    gradients and metrics as padded batches."""
+    from trl_ulma import forward, layout, pointwise_dpo_trainer
+
+    expected = loss_and_grads(name, "padded", "binary", model_dir, tokenizer, make_args)
+    for module in (forward, layout, pointwise_dpo_trainer):
+        monkeypatch.setattr(module, "is_varlen_attention", lambda implementation: implementation == "sdpa")
+    found = loss_and_grads(name, "padding_free", "binary", model_dir, tokenizer, make_args)
+    assert_close_to_scale(found[0], expected[0])
+    assert found[1].keys() == expected[1].keys() and found[1]
+    for key in expected[1]:
+        assert_close_to_scale(found[1][key], expected[1][key])
+    scale = max(1.0, *(abs(value) for value in expected[2].values()))
+    assert found[2] == pytest.approx(expected[2], rel=1e-5, abs=1e-6 * scale)
+
+
 def test_padding_free_flag_selects_the_layout(make_args):
     assert make_args(PointwiseDPOConfig, padding_free=True, layout="padded").layout == "padding_free"
     assert make_args(PointwiseDPOConfig, padding_free=True).layout == "shared_prompt"

@@ -50,7 +50,8 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
     ``max_length`` before padding, keeping the start (``keep_start``) or the end (``keep_end``).
 
     ``layout`` other than ``"padded"`` (set by the trainer once its models are set up) also returns the truncated rows
-    laid out as ``layout`` (a `Layout`); with ``negatives_below``, the indices of the rows scored below it
+    laid out as ``layout`` (a `Layout`; with ``varlen``, ``padding_free`` as one sequence for FlashAttention, see
+    `Layout.varlen`); with ``negatives_below``, the indices of the rows scored below it
     (``negatives``) and their own layout (``negatives_layout``).
     """
 
@@ -60,6 +61,7 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
     pad_to_multiple_of: int | None = None
     return_tensors: str = "pt"
     layout: str = "padded"
+    varlen: bool = False
     negatives_below: float | None = None
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,4 +99,5 @@ class DataCollatorForPointwisePreference(DataCollatorMixin):
 
     def _lay_out(self, rows: list) -> Layout:
         """``rows``, already truncated, laid out as the trainer's forward would from the padded batch."""
-        return build_layout(rows, self.layout, pad_token_id=self.pad_token_id)
+        layout = build_layout(rows, self.layout, pad_token_id=self.pad_token_id)
+        return layout.varlen() if self.varlen and self.layout == "padding_free" else layout

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .collator import model_kwargs
-from .layout import build_layout, rows_from_batch
+from .layout import build_layout, is_varlen_attention, rows_from_batch
 
 
 class TokenOutputs(NamedTuple):
@@ -42,12 +42,15 @@ def forward_tokens(
             return None if values is None else values[:, -width:]
 
     else:
+        attn_implementation = unwrapped.config._attn_implementation
         packed = batch.get("layout")  # laid out by the collator; otherwise here, from the padded batch
         if packed is None:
             rows = rows_from_batch(batch["input_ids"], batch["attention_mask"], completion_mask)
             packed = build_layout(rows, layout, pad_token_id=pad_token_id)
+        if layout == "padding_free" and is_varlen_attention(attn_implementation) and packed.input_ids.size(0) > 1:
+            packed = packed.varlen()  # the collator's is one sequence already
         packed = packed.to(completion_mask.device)
-        kwargs = packed.model_inputs(unwrapped.config._attn_implementation, unwrapped.dtype)
+        kwargs = packed.model_inputs(attn_implementation, unwrapped.dtype)
         outputs = model(**kwargs, labels=packed.labels(), use_cache=False, fused_lm_head=True)
         token_mask = packed.token_mask()
 

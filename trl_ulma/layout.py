@@ -21,7 +21,9 @@ TRL's fused LM head (``values[:, t]`` belongs to the prediction of token t + 1: 
 
 The packed layouts need an attention implementation that takes the layout's mask (sdpa and eager a dense 4D mask,
 flex_attention a block mask built from the same per-token ids) and rotary/absolute positions from ``position_ids``:
-see `supports_packed_layout`.
+see `supports_packed_layout`. FlashAttention takes no mask: ``padding_free`` goes through it as one sequence of the
+rows' tokens whose positions restart at 0 for each row, from which transformers derives the varlen kernel's sequence
+boundaries (`Layout.varlen`); ``shared_prompt``, whose rows share a prefix, cannot.
 """
 
 import inspect
@@ -33,12 +35,23 @@ import torch
 
 
 LayoutMode = Literal["padded", "padding_free", "shared_prompt"]
+# The layout's per-token (K, L) tensors
+_TOKEN_TENSORS = (
+    "input_ids", "position_ids", "unit_id", "branch_id", "prefix", "row_index", "token_slot", "sequence_mask"
+)
 LAYOUT_MODES = ("padded", "padding_free", "shared_prompt")
+PACKED_LAYOUTS = ("padding_free", "shared_prompt")
 Row = tuple[Sequence[int], Sequence[int]]
 
 # Attention implementations that apply the packed layouts' mask: sdpa takes it as a dense boolean 4D mask, eager as an
 # additive float one, flex_attention as a BlockMask (only the blocks with a visible token are computed)
 PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
+
+
+def is_varlen_attention(attn_implementation: str | None) -> bool:
+    """FlashAttention 2/3, built in or from the kernels hub: no mask, sequence boundaries from ``position_ids``."""
+    name = str(attn_implementation or "")
+    return name.startswith("flash_attention") or "flash-attn" in name or "flash_attn" in name
 # Config fields listing per-layer block kinds in hybrid or recurrent models, and the entries that are full attention
 _BLOCK_TYPE_FIELDS = ("layer_types", "layers_block_type", "layer_block_types", "block_types", "layers_type")
 _FULL_ATTENTION = ("full_attention", "attention", "attn", "global", "global_attention", "full")
@@ -143,12 +156,29 @@ class Layout:
             mask_mod, num_seqs, None, length, length, device=self.unit_id.device, BLOCK_SIZE=block_size
         )
 
+    def varlen(self) -> "Layout":
+        """``padding_free`` as one sequence of its laid-out tokens (padding dropped), for FlashAttention's varlen
+        kernel: each row starts at position 0, where transformers starts a new sequence (and, given ``position_ids``
+        and no mask, so do its sdpa, eager and flex masks). Maps back to the rows like the layout itself."""
+        if self.mode != "padding_free":
+            raise ValueError(f"Only the padding_free layout runs as one varlen sequence, not {self.mode!r}.")
+        kept = self.sequence_mask
+        # After a row's last token comes padding or the sequence's end, whose prediction is never scored (-1), or the
+        # next row's first token, which never is either: the kept tokens' `row_index` stays right
+        values = {f.name: getattr(self, f.name)[kept][None] for f in fields(self) if f.name in _TOKEN_TENSORS}
+        return replace(self, **values)
+
     def model_inputs(self, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
         """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask is
         boolean for sdpa, additive (0 / finfo(dtype).min) for eager, which adds the mask to its scores (a boolean
-        mask would be added as 0/1), and a ``BlockMask`` for flex_attention."""
+        mask would be added as 0/1), and a ``BlockMask`` for flex_attention. FlashAttention gets no mask: one
+        `varlen` sequence of ``padding_free``, its rows told apart by their positions."""
         if self.mode == "padded":
             mask = self.attention_mask
+        elif is_varlen_attention(attn_implementation) and self.mode == "padding_free":
+            if self.input_ids.size(0) != 1:
+                raise ValueError("FlashAttention takes the padding_free layout as one sequence: use `Layout.varlen()`.")
+            return {"input_ids": self.input_ids, "position_ids": self.position_ids}
         elif attn_implementation == "flex_attention":
             mask = self.block_mask()
         elif attn_implementation in PACKED_ATTENTION:
@@ -158,7 +188,8 @@ class Layout:
                 mask = additive.masked_fill(~mask, torch.finfo(dtype).min)
         else:
             raise ValueError(
-                f"The {self.mode} layout needs one of {PACKED_ATTENTION} attention, not {attn_implementation!r}."
+                f"The {self.mode} layout needs one of {PACKED_ATTENTION} attention, not {attn_implementation!r}"
+                + (" (FlashAttention runs padding_free)." if is_varlen_attention(attn_implementation) else ".")
             )
         return {"input_ids": self.input_ids, "position_ids": self.position_ids, "attention_mask": mask}
 
@@ -378,10 +409,13 @@ def _assemble(
     )
 
 
-def supports_packed_layout(model_or_config: Any, max_length: int | None = None) -> tuple[bool, str]:
-    """Whether a model (or its config) can run the ``padding_free`` / ``shared_prompt`` layouts, and why not.
+def supports_packed_layout(
+    model_or_config: Any, max_length: int | None = None, layout: str = "shared_prompt"
+) -> tuple[bool, str]:
+    """Whether a model (or its config) can run ``layout`` (``padding_free`` or ``shared_prompt``), and why not.
 
-    Needs: sdpa, eager or flex_attention (they apply the layout's mask; flash kernels take none), causal full
+    Needs: sdpa, eager or flex_attention (they apply the layout's mask; FlashAttention takes none, and runs only
+    ``padding_free``, as one varlen sequence), causal full
     attention in every layer (sliding-window or chunked layers are fine only when ``max_length`` fits in the window,
     since the packed mask replaces the window), no recurrent or linear-attention
     layers (their state runs across the whole packed sequence), positions taken from ``position_ids`` (not ALiBi), and
@@ -393,10 +427,12 @@ def supports_packed_layout(model_or_config: Any, max_length: int | None = None) 
         return False, "a prompt-learning PEFT adapter prepends virtual tokens, which the packed layout does not place"
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     implementation = getattr(text_config, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
-    if implementation not in PACKED_ATTENTION:
+    varlen = is_varlen_attention(implementation) and layout == "padding_free"
+    if implementation not in PACKED_ATTENTION and not varlen:
         return False, (
             f"attention implementation {implementation!r} does not apply a custom mask: load the model with "
-            f"attn_implementation='sdpa' (or 'eager', 'flex_attention')"
+            f"attn_implementation='sdpa' (or 'eager', 'flex_attention'"
+            + ("; FlashAttention runs layout='padding_free')" if is_varlen_attention(implementation) else ")")
         )
     if not getattr(text_config, "is_causal", True):
         return False, "the model is not causal"

@@ -23,7 +23,7 @@ from .collator import ROW_COLUMNS, DataCollatorForPointwisePreference, model_kwa
 from .data import column_names, infer_score_type, to_pointwise
 from .fitting import add_row_log_z, fit_targets
 from .forward import TokenOutputs, forward_tokens
-from .layout import PromptGroupSampler, supports_packed_layout
+from .layout import PACKED_LAYOUTS, PromptGroupSampler, is_varlen_attention, supports_packed_layout
 from .losses import GroupCounts, LossOutput, batch_counts, sequence_logps
 from .metrics import float_dtype, metrics_from_totals, row_stats
 from .objectives import PointwiseDPO
@@ -262,27 +262,33 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     def _fix_layout(self) -> str:
         """The effective layout, decided once, when the models are set up (before the reference precompute, which runs
         inside `DPOTrainer.__init__`, or at the end of `__init__`): ``layout`` if the policy and the reference model
-        can take it, else "padded" (with a warning). The trainer's own collator then lays out every batch on the
-        CPU, except where accelerate splits one collated global batch between the ranks by rows (an
+        can take it, else "padding_free" if they can (FlashAttention, for ``shared_prompt``), else "padded" (with a
+        warning). The trainer's own collator then lays out every batch on the CPU, except where accelerate splits one collated global batch between the ranks by rows (an
         `IterableDataset` on several processes, or ``dispatch_batches`` / ``split_batches``): there each rank's
         forward lays out its share."""
         if self._layout is not None:
             return self._layout
-        self._layout = self.layout
-        for model in (self.model, self.ref_model):
-            if self._layout == "padded" or model is None:
-                continue
-            # A DeepSpeed engine's own `config` is DeepSpeed's: look at the model inside
-            fits, why = supports_packed_layout(self.accelerator.unwrap_model(model), self.args.max_length)
-            if not fits:
-                logger.warning(f"layout={self.layout!r} falls back to padded batches: {why}.", main_process_only=True)
-                self._layout = "padded"
+        # A DeepSpeed engine's own `config` is DeepSpeed's: look at the models inside
+        models = [self.accelerator.unwrap_model(m) for m in (self.model, self.ref_model) if m is not None]
+        checks = {
+            mode: [supports_packed_layout(model, self.args.max_length, mode) for model in models]
+            for mode in PACKED_LAYOUTS
+        }
+        self._layout, reasons = self.layout, []
+        while self._layout != "padded" and (refused := [why for fits, why in checks[self._layout] if not fits]):
+            reasons.append(refused[0])
+            self._layout = "padding_free" if self._layout == "shared_prompt" else "padded"
+        if reasons:
+            to = "padded batches" if self._layout == "padded" else self._layout
+            logger.warning(f"layout={self.layout!r} falls back to {to}: {reasons[0]}.", main_process_only=True)
         config = self.accelerator.dataloader_config
         split_by_rows = config.split_batches or config.dispatch_batches or (
             self.accelerator.num_processes > 1 and isinstance(self.train_dataset, IterableDataset)
         )
         if isinstance(self.data_collator, DataCollatorForPointwisePreference) and not split_by_rows:
             self.data_collator.layout = self._layout
+            implementations = [getattr(m.config, "_attn_implementation", None) for m in models]
+            self.data_collator.varlen = any(map(is_varlen_attention, implementations))  # FlashAttention's sequence
             if self._objective_class.reference_scope(self, "train") == "negatives":
                 self.data_collator.negatives_below = self.positive_threshold
         return self._layout
