@@ -87,9 +87,17 @@ def test_refuses_a_reference(model_dir, tokenizer, make_args):
 def test_no_weight_is_hashed_at_start_up(model_dir, tokenizer, make_args, monkeypatch):
     """No reference model, so no reference cache to key: DPOTrainer's start-up hash of every weight is skipped."""
     hashed = []
-    monkeypatch.setattr(dpo_trainer, "hash_module", lambda module: hashed.append(module) or "hash")
+
+    def recorder(module):
+        return hashed.append(module) or "hash"
+
+    monkeypatch.setattr(dpo_trainer, "hash_module", recorder)
     trainer = UnlikelihoodTrainer(model=model_dir, args=make_args(UnlikelihoodConfig), train_dataset=toy_dataset(8),
                                   processing_class=tokenizer)
     assert hashed == [] and trainer.ref_model is None
+    assert dpo_trainer.hash_module is recorder  # TRL's function is back for the other trainers
     trainer.train()
     assert hashed == []
+    with pytest.raises(ValueError, match="train_dataset"):
+        UnlikelihoodTrainer(model=model_dir, args=make_args(UnlikelihoodConfig), train_dataset=None)
+    assert dpo_trainer.hash_module is recorder  # also after a failed start

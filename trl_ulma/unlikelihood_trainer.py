@@ -1,13 +1,11 @@
 """`UnlikelihoodTrainer`: the ULMA paper's unlikelihood baseline, on point-wise data, with no reference model."""
 
-from unittest import mock
-
 from datasets import Dataset
-from trl.trainer import dpo_trainer
 
 from .objectives import Unlikelihood
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
 from .unlikelihood_config import UnlikelihoodConfig
+from .workarounds import without_reference_hash
 
 
 UNLIKELIHOOD_PAPER = {
@@ -56,7 +54,7 @@ class UnlikelihoodTrainer(PointwiseDPOTrainer):
             )
         # `precompute_ref_log_probs=True` keeps DPOTrainer from loading a reference model; it would also hash every
         # weight at start-up to key a reference cache this trainer never reads
-        with mock.patch.object(dpo_trainer, "hash_module", lambda module: None):
+        with without_reference_hash():
             super().__init__(model, None, args, *positional, **kwargs)
         # With precompute on, DPOTrainer kept no reference model; with it off, batches need no `ref_logps` column
         self.precompute_ref_logps = False

@@ -4,6 +4,8 @@ behaviour it answers. A mixin of `PointwiseDPOTrainer` (it expects a `trl.DPOTra
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -11,11 +13,25 @@ from accelerate.logging import get_logger
 from accelerate.utils import gather_object
 from datasets.fingerprint import Hasher
 from trl.models import prepare_deepspeed
+from trl.trainer import dpo_trainer
 
 from .collator import EXACT_FLOATS
 
 
 logger = get_logger(__name__)
+
+
+@contextmanager
+def without_reference_hash() -> Iterator[None]:
+    """With ``precompute_ref_log_probs`` on, `DPOTrainer.__init__` hashes every weight to key its cache of reference
+    log-probs (trl 1.16: ``self._precompute_model_hash = hash_module(...)``), with no option to skip it; a trainer
+    that reads no reference skips the hash (None) inside this block."""
+    hash_module = dpo_trainer.hash_module
+    dpo_trainer.hash_module = lambda module: None
+    try:
+        yield
+    finally:
+        dpo_trainer.hash_module = hash_module
 
 
 def fsdp_requested() -> bool:
