@@ -45,7 +45,7 @@ def test_binary_labels_train_every_parameter(trainer_class, config_class, model_
         model=model_dir, args=make_args(config_class), train_dataset=toy_dataset(16), processing_class=tokenizer
     )
     assert isinstance(trainer, DPOTrainer)
-    assert trainer.score_type == "binary"
+    assert trainer.options.score_type == "binary"
     before = snapshot(trainer.model)
     trainer.train()
     assert set(changed(trainer.model, before)) == set(before)
@@ -69,7 +69,7 @@ def test_continuous_scores(trainer_class, config_class, model_dir, tokenizer, ma
         model=model_dir, args=make_args(config_class, max_steps=2), train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
     )
-    assert trainer.score_type == "continuous"
+    assert trainer.options.score_type == "continuous"
     before = snapshot(trainer.model)
     trainer.train()
     assert changed(trainer.model, before)
@@ -190,7 +190,7 @@ def test_length_normalize_default_follows_the_score_type(
     args = make_args(config_class) if option == "default" else make_args(config_class, length_normalize=option)
     dataset = Dataset.from_list(rows)
     trainer = trainer_class(model=model_dir, args=args, train_dataset=dataset, processing_class=tokenizer)
-    assert trainer.length_normalize is expected
+    assert trainer.options.length_normalize is expected
     # the loss reads the log-probs so normalised: the policy's own reward at the reference is 0, its log-prob is not
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.model.train()
@@ -556,7 +556,7 @@ def test_precompute_cache_is_keyed_by_what_decides_the_negatives(model_dir, toke
     trainer.precompute_ref_logps = True
     found = {}
     for threshold in (0.5, 1.0):
-        trainer.positive_threshold = threshold
+        trainer.options.positive_threshold = threshold
         trainer.data_collator.negatives_below = threshold  # the collator lays out the negatives it gives
         found[threshold] = trainer._precompute_ref_logps(trainer.train_dataset, "train", 4)["ref_logps"]
     assert [math.isnan(ref) for ref in found[0.5]] == [True, True, False, True, True, False, True, False]
@@ -708,7 +708,7 @@ def test_continuous_scores_are_centred_and_scaled(trainer_class, config_class, m
     std = math.sqrt(sum((s - mean) ** 2 for s in scores) / 5)
     args = make_args(config_class, beta=0.2, per_device_train_batch_size=5)
     trainer = trainer_class(model=model_dir, args=args, train_dataset=scored_rows(scores), processing_class=tokenizer)
-    assert trainer.score_type == "continuous"
+    assert trainer.options.score_type == "continuous"
     assert trainer.targets.score_scale == pytest.approx(0.2 / std, rel=1e-12)
     baseline = mean if trainer_class is PointwiseDPOTrainer else (1.0 + 0.25) / 2
     assert trainer.targets.log_z == pytest.approx(0.2 / std * baseline, rel=1e-12)

@@ -1,4 +1,5 @@
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
 
 from trl import DPOConfig
 
@@ -171,6 +172,21 @@ class PointwiseDPOConfig(DPOConfig):
         if self.bf16 is None and not self.fp16 and not self.use_cpu and not _has_accelerator():
             self.bf16 = False  # TRL's default bf16=True needs an accelerator (or use_cpu=True): float32 on a CPU
         super().__post_init__()
+
+
+def pointwise_options(args: DPOConfig, config_class: type[PointwiseDPOConfig], score_type: str) -> SimpleNamespace:
+    """A trainer's loss options: ``beta`` and the fields of ``config_class`` that `DPOConfig` lacks, from ``args``, or
+    their defaults where ``args`` is a plain `DPOConfig` (a TRL script with the trainer class swapped);
+    ``score_type`` (inferred from the data where unset) and ``length_normalize`` resolved."""
+    dpo_fields = {option.name for option in fields(DPOConfig)}
+    options = SimpleNamespace(beta=args.beta)
+    for option in fields(config_class):
+        if option.name not in dpo_fields:
+            setattr(options, option.name, getattr(args, option.name, option.default))
+    options.score_type = options.score_type or score_type
+    if options.length_normalize is None:  # labels: the sum; continuous scores: the per-token mean (see above)
+        options.length_normalize = options.score_type == "continuous"
+    return options
 
 
 def _has_accelerator() -> bool:

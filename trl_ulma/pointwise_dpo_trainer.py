@@ -7,7 +7,6 @@ DeepSpeed and transformers internals in `workarounds`.
 """
 
 import copy
-from dataclasses import fields
 
 import torch
 from accelerate.logging import get_logger
@@ -27,7 +26,7 @@ from .layout import PACKED_LAYOUTS, PromptGroupSampler, is_varlen_attention, sup
 from .losses import GroupCounts, LossOutput, batch_counts, sequence_logps
 from .metrics import float_dtype, metrics_from_totals, row_stats
 from .objectives import PointwiseDPO
-from .pointwise_dpo_config import PointwiseDPOConfig
+from .pointwise_dpo_config import PointwiseDPOConfig, pointwise_options
 from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
 from .reference import ReferenceLogps
 from .workarounds import FrameworkWorkarounds, fsdp_will_shard
@@ -114,19 +113,15 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
         if "image" in columns or "images" in columns:
             raise NotImplementedError(f"{type(self).__name__} does not support vision datasets yet.")
 
-        # Options a plain DPOConfig lacks (a DPOTrainer script with the class swapped) take the config's defaults
-        for option in fields(self._config_class):
-            if option.name not in {f.name for f in fields(DPOConfig)}:
-                setattr(self, option.name, getattr(args, option.name, option.default))
-        self.score_type = self.score_type or infer_score_type(columns)
-        if self.length_normalize is None:  # labels: the sum; continuous scores: the per-token mean (the config's doc)
-            self.length_normalize = self.score_type == "continuous"
-        if self.score_type == "binary" and not 0 < self.positive_threshold <= 1:
+        # The loss options, also from a plain DPOConfig (a DPOTrainer script with the class swapped)
+        self.options = pointwise_options(args, self._config_class, infer_score_type(columns))
+        if self.options.score_type == "binary" and not 0 < self.options.positive_threshold <= 1:
             raise ValueError(
-                f"`positive_threshold={self.positive_threshold}` with labels in [0, 1] makes every row a "
-                f"{'negative' if self.positive_threshold > 1 else 'positive'}: use a value in (0, 1] (default 1.0)."
+                f"`positive_threshold={self.options.positive_threshold}` with labels in [0, 1] makes every row a "
+                f"{'negative' if self.options.positive_threshold > 1 else 'positive'}: use a value in (0, 1] "
+                "(default 1.0)."
             )
-        if self.score_baseline == "prompt" and isinstance(train_dataset, IterableDataset):
+        if self.options.score_baseline == "prompt" and isinstance(train_dataset, IterableDataset):
             raise ValueError(
                 "`score_baseline='prompt'` groups the rows by prompt, which a stream cannot: use a map-style Dataset, "
                 "or score_baseline='mean' (estimated on the stream's first rows) or a number."
@@ -199,7 +194,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             return dataset
         map_kwargs = {"num_proc": args.dataset_num_proc} if isinstance(dataset, Dataset) else {}
         with global_then_local_main_first():
-            dataset = to_pointwise(dataset, self.score_type, map_kwargs)
+            dataset = to_pointwise(dataset, self.options.score_type, map_kwargs)
             if not is_conversational(next(iter(dataset))):
                 dataset = dataset.map(add_eos, fn_kwargs={"eos_token": self._tokenizer.eos_token}, **map_kwargs)
             dataset = dataset.map(tokenize_row, fn_kwargs={"processing_class": processing_class}, **map_kwargs)
@@ -219,7 +214,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
                         )
                 else:  # streamed: counted as the rows pass
                     dataset = dataset.filter(PromptFitsFilter(args.max_length, dataset_name))
-        if self.score_baseline == "prompt" and hasattr(self, "targets"):  # an eval set given to `evaluate`
+        if self.options.score_baseline == "prompt" and hasattr(self, "targets"):  # an eval set given to `evaluate`
             dataset = self._add_row_log_z(dataset)
         return dataset
 
@@ -236,17 +231,17 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     def _fit_targets(self) -> None:
         """Once, on the prepared training set: the targets (`self.targets`, `trl_ulma.fitting`), the per-row
         baselines of ``score_baseline="prompt"`` and the objective (`self.objective`)."""
-        self.targets = fit_targets(self._training_scores(), self, self._objective_class, type(self).__name__)
-        if self._objective_class.fits_reward and self.score_baseline == "prompt":
+        self.targets = fit_targets(self._training_scores(), self.options, self._objective_class, type(self).__name__)
+        if self._objective_class.fits_reward and self.options.score_baseline == "prompt":
             self.train_dataset = self._add_row_log_z(self.train_dataset)
             if isinstance(self.eval_dataset, dict):
                 self.eval_dataset = {name: self._add_row_log_z(d) for name, d in self.eval_dataset.items()}
             elif self.eval_dataset is not None:
                 self.eval_dataset = self._add_row_log_z(self.eval_dataset)
-        self.objective = self._objective_class.build(self, self.targets)
+        self.objective = self._objective_class.build(self.options, self.targets)
 
     def _add_row_log_z(self, dataset):
-        return add_row_log_z(dataset, self, self.targets)
+        return add_row_log_z(dataset, self.options, self.targets)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -263,9 +258,9 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
         """The effective layout, decided once, when the models are set up (before the reference precompute, which runs
         inside `DPOTrainer.__init__`, or at the end of `__init__`): ``layout`` if the policy and the reference model
         can take it, else "padding_free" if they can (FlashAttention, for ``shared_prompt``), else "padded" (with a
-        warning). The trainer's own collator then lays out every batch on the CPU, except where accelerate splits one collated global batch between the ranks by rows (an
-        `IterableDataset` on several processes, or ``dispatch_batches`` / ``split_batches``): there each rank's
-        forward lays out its share."""
+        warning). The trainer's own collator then lays out every batch on the CPU, except where accelerate splits one
+        collated global batch between the ranks by rows (an `IterableDataset` on several processes, or
+        ``dispatch_batches`` / ``split_batches``): there each rank's forward lays out its share."""
         if self._layout is not None:
             return self._layout
         # A DeepSpeed engine's own `config` is DeepSpeed's: look at the models inside
@@ -274,13 +269,13 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             mode: [supports_packed_layout(model, self.args.max_length, mode) for model in models]
             for mode in PACKED_LAYOUTS
         }
-        self._layout, reasons = self.layout, []
+        self._layout, reasons = self.options.layout, []
         while self._layout != "padded" and (refused := [why for fits, why in checks[self._layout] if not fits]):
             reasons.append(refused[0])
             self._layout = "padding_free" if self._layout == "shared_prompt" else "padded"
         if reasons:
             to = "padded batches" if self._layout == "padded" else self._layout
-            logger.warning(f"layout={self.layout!r} falls back to {to}: {reasons[0]}.", main_process_only=True)
+            logger.warning(f"layout={self.options.layout!r} falls back to {to}: {reasons[0]}.", main_process_only=True)
         config = self.accelerator.dataloader_config
         split_by_rows = config.split_batches or config.dispatch_batches or (
             self.accelerator.num_processes > 1 and isinstance(self.train_dataset, IterableDataset)
@@ -289,8 +284,8 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             self.data_collator.layout = self._layout
             implementations = [getattr(m.config, "_attn_implementation", None) for m in models]
             self.data_collator.varlen = any(map(is_varlen_attention, implementations))  # FlashAttention's sequence
-            if self._objective_class.reference_scope(self, "train") == "negatives":
-                self.data_collator.negatives_below = self.positive_threshold
+            if self._objective_class.reference_scope(self.options, "train") == "negatives":
+                self.data_collator.negatives_below = self.options.positive_threshold
         return self._layout
 
     def _get_train_sampler(self, train_dataset=None):
@@ -318,7 +313,8 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     def _group_counts(self, batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """`GroupCounts` of ``batches`` summed over them and over ranks, divided by their number times the number of
         ranks, as a tensor (see `GroupCounts`): each batch's loss then carries its share of the means over them all."""
-        counts = [batch_counts(b["score"], self.positive_threshold, b["completion_mask"][:, 1:]) for b in batches]
+        threshold = self.options.positive_threshold
+        counts = [batch_counts(b["score"], threshold, b["completion_mask"][:, 1:]) for b in batches]
         device = batches[0]["score"].device
         local = torch.tensor([sum(column) for column in zip(*counts)], dtype=float_dtype(device), device=device)
         return self.accelerator.gather(local[None]).sum(0) / (self.accelerator.num_processes * len(batches))
@@ -372,7 +368,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             reference = self.ref_model if self.ref_model is not None else self.model
             ref_sum = self._reference_logps(reference, inputs, mode).to(policy_sum.dtype)
         policy_logps, ref_logps = policy_sum, ref_sum
-        if self.length_normalize:
+        if self.options.length_normalize:
             policy_logps, ref_logps = policy_sum / num_tokens, ref_sum / num_tokens
 
         scores = inputs["score"].to(policy_logps.dtype)
@@ -398,7 +394,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     ):
         """Training: one entry per micro-batch (over ranks; ``step_counts``, the optimizer step's positives and
         negatives, become `count/*`). Evaluation: sums added up for `evaluation_loop`."""
-        stats = row_stats(tokens, policy_logps, ref_logps, scores, result, self.beta, self.positive_threshold)
+        stats = row_stats(tokens, policy_logps, ref_logps, scores, result, self.beta, self.options.positive_threshold)
         rows = torch.stack(list(stats.values()), dim=1)
         if mode == "eval":  # added up over the whole evaluation, turned into metrics by `evaluation_loop`
             total = self.accelerator.gather_for_metrics(rows).sum(0)
@@ -426,8 +422,8 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     def _metrics_from_totals(self, totals: dict[str, float], loss_parts: tuple[float, float] | None = None) -> dict:
         return metrics_from_totals(
             totals,
-            score_type=self.score_type,
-            reduction=self.reduction,
+            score_type=self.options.score_type,
+            reduction=self.options.reduction,
             token_level_positives=self.objective.token_level_positives,
             loss_parts=loss_parts,
         )

@@ -54,10 +54,10 @@ class ReferenceLogps:
             self._precompute_model_hash if self._zero_stage() != 3 else self._zero3_model_hash(),
             self.args.max_length,
             self.args.truncation_mode,
-            self._objective_class.reference_scope(self, mode),
+            self._objective_class.reference_scope(self.options, mode),
             # which rows are negatives, and so scored when the scope is "negatives"
-            self.positive_threshold,
-            self.score_type,
+            self.options.positive_threshold,
+            self.options.score_type,
         )
         # Rank 0 names the cache and decides whether it exists, so that every rank takes the same branch (only one
         # runs collectives): an in-memory dataset's fingerprint is random, different on each rank
@@ -89,7 +89,7 @@ class ReferenceLogps:
 
     def _reference_logps(self, model, inputs, mode: str) -> torch.Tensor:
         """Summed reference log-probs (B,), computed only on the rows the loss reads; NaN elsewhere."""
-        scope = self._objective_class.reference_scope(self, mode)
+        scope = self._objective_class.reference_scope(self.options, mode)
         if scope == "all":
             return self.compute_ref_log_probs(model, inputs)
         logps = torch.full_like(inputs["score"], float("nan"))
@@ -97,7 +97,7 @@ class ReferenceLogps:
             return logps
         rows = inputs.get("negatives")  # the collator's, on the CPU: no read from the device
         if rows is None:
-            rows = (inputs["score"] < self.positive_threshold).nonzero().flatten()
+            rows = (inputs["score"] < self.options.positive_threshold).nonzero().flatten()
         if len(rows) > 0:
             if "negatives_layout" in inputs:  # laid out by the collator: no trimming, no read from the device
                 negatives = {"completion_mask": inputs["completion_mask"][rows], "layout": inputs["negatives_layout"]}

@@ -100,10 +100,11 @@ class RewardLoopConfig:
     ULMA (its SFT rows) and none for point-wise DPO (which fits every reward as it is). ``eval_prompts``: prompts held
     out of ``prompts`` for the held-out figures (a count, or a fraction if < 1), when no held-out dataset is given.
     ``use_vllm``: draw the samples with vLLM (None: when it is installed and a GPU is present; the policy is loaded
-    from its saved folder, with ``vllm_gpu_memory_utilization`` of the GPU). ``training``: fields of the trainer's config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults:
-    ``report_to="none"``, ``save_strategy="no"``, ``seed``, on a machine without GPU ``use_cpu=True`` and
-    ``bf16=False``, the reward's own units (``score_scale`` the round's reward range, ``length_normalize=False``: the
-    module docstring), and for point-wise DPO ``score_baseline="prompt"`` (each prompt's mean reward estimates
+    from its saved folder, with ``vllm_gpu_memory_utilization`` of the GPU). ``training``: fields of the trainer's
+    config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults: ``report_to="none"``,
+    ``save_strategy="no"``, ``seed``, on a machine without GPU ``use_cpu=True`` and ``bf16=False``, the reward's own
+    units (``score_scale`` the round's reward range, ``length_normalize=False``: the module docstring), and for
+    point-wise DPO ``score_baseline="prompt"`` (each prompt's mean reward estimates
     beta * log Z(x), see `reward_targets`)."""
 
     output_dir: str
@@ -243,7 +244,9 @@ class RewardLoopArguments:
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Start over in an --output_dir that holds a run of another setup (else it resumes or stops)."},
+        metadata={
+            "help": "Start over in an --output_dir that holds a run of another setup (else it resumes or stops)."
+        },
     )
 
     def to_config(
@@ -253,7 +256,9 @@ class RewardLoopArguments:
         ``seed`` drives the held-out split, the sampling and the trainer; ``explicit``: the flags given, if known
         (``use_vllm`` unset is None: vLLM where it runs)."""
         if not 0 <= self.eval_fraction < 1:
-            raise ValueError(f"--eval_fraction must be in [0, 1): the share of prompts held out, got {self.eval_fraction}.")
+            raise ValueError(
+                f"--eval_fraction must be in [0, 1): the share of prompts held out, got {self.eval_fraction}."
+            )
         return RewardLoopConfig(
             seed=seed,
             output_dir=output_dir,

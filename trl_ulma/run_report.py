@@ -54,7 +54,7 @@ class RowAccount:
 def count_rows(account: RowAccount, trainer, rows_given: int, held_out_given: int | None = None) -> RowAccount:
     """Fill in what the trainer kept of the ``rows_given`` training rows and ``held_out_given`` held-out rows (map-style
     datasets; a stream is not counted)."""
-    threshold, train, held_out = trainer.positive_threshold, trainer.train_dataset, trainer.eval_dataset
+    threshold, train, held_out = trainer.options.positive_threshold, trainer.train_dataset, trainer.eval_dataset
     if not isinstance(train, Dataset):
         return account
     account.steps.append((f"dropped, prompt fills max_length={trainer.args.max_length}", rows_given - len(train)))

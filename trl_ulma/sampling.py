@@ -177,7 +177,8 @@ def sample_completions_vllm(
         completion = output.outputs[0]
         generated = list(completion.token_ids)
         if completion.finish_reason == "stop" and not stop & set(generated):  # a stop token vLLM left out
-            generated.append(completion.stop_reason if isinstance(completion.stop_reason, int) else tokenizer.eos_token_id)
+            reason = completion.stop_reason  # the stop token's id, None for the model's EOS
+            generated.append(reason if isinstance(reason, int) else tokenizer.eos_token_id)
         samples.append(_sample(ids, generated, stop, tokenizer))
     del llm, outputs
     gc.collect()
