@@ -67,7 +67,8 @@ Time on 2 cores (measured per training step at batch 8: ULMA and point-wise DPO 
 on pairs, GRPO 14 s with its generation; 0.4 s per sample of 40 tokens): about 80 minutes per seed, of which GRPO
 2 x 10 min (40 steps), ulma_rounds 2 x 8.5 (2 x 160 samples, 2 x 40 steps), KTO 2 x 7.5 (40 steps), DPO 2 x 3.5
 (10 steps), point-wise DPO and ULMA 2 x 3.5 each (40 steps), rft 2 x 2 (10 steps), about 1 min per evaluation (80
-samples) included. The progress lines print the elapsed time and what is left, rescaled by the jobs already run.
+samples) included; the reward-unit methods add about 40 (offline 2 x 2 x 3, in rounds 2 x 2 x 6.5), unlikelihood and
+ulma_rounds_previous about 12: about 2 hours for every method. The progress lines print the elapsed time and what is left, rescaled by the jobs already run.
 """
 
 import argparse
