@@ -385,7 +385,13 @@ def test_padding_free_as_one_varlen_sequence_matches_padded_path(kind, tiny_toke
     layout = packed.varlen()
     assert layout.input_ids.shape == (1, packed.num_tokens) and layout.sequence_mask.all()
     inputs = layout.model_inputs("flash_attention_2")
-    assert sorted(inputs) == ["input_ids", "position_ids"]  # no mask: the rows start where the positions restart
+    assert "attention_mask" not in inputs  # no mask: the rows start where the positions restart, and at
+    # the rows' bounds, as FlashAttention's varlen kernel reads them: one sequence per row, in the packed order
+    lengths = [len(sequence) for sequence, _ in (truncate_row(p, c, 30, "keep_start") for p, c in token_rows)]
+    bounds = inputs["cu_seq_lens_q"]
+    assert bounds.dtype == torch.int32 and bounds[0] == 0 and bounds[-1] == sum(lengths)
+    assert sorted(bounds.diff().tolist()) == sorted(lengths) and (bounds.diff() > 0).all()
+    assert inputs["cu_seq_lens_k"] is bounds and inputs["max_length_q"] == inputs["max_length_k"] == max(lengths)
     model.zero_grad()
     outputs = model(**inputs, labels=layout.labels(), fused_lm_head=True)
     logps = layout.row_sums(outputs.log_probs)

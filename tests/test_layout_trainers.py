@@ -96,18 +96,27 @@ def test_flash_attention_runs_shared_prompts_as_padding_free(model_dir, tokenize
     out as one varlen sequence (no mask, rows told apart by their positions)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.config._attn_implementation = "flash_attention_2"  # as loaded on a GPU (not run here: no kernel on a CPU)
-    reference = AutoModelForCausalLM.from_pretrained(model_dir)  # sdpa
-    with caplog.at_level(logging.WARNING):
-        trainer = ULMATrainer(model=model, ref_model=reference, args=make_args(ULMAConfig), train_dataset=rows("binary"),
-                              processing_class=tokenizer)
-    assert trainer._layout_mode == "padding_free"
-    assert caplog.text.count("layout='shared_prompt' falls back to padding_free: attention implementation "
-                             "'flash_attention_2' does not apply a custom mask") == 1
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(10)])
-    for key in ("layout", "negatives_layout"):
-        assert batch[key].input_ids.size(0) == 1 and batch[key].sequence_mask.all()  # one sequence, no padding
+    def flash(model):
+        model.config._attn_implementation = "flash_attention_2"  # as loaded on a GPU (not run: no kernel on a CPU)
+        return model
+
+    for reference_attn in ("flash_attention_2", "sdpa"):
+        model, reference = (AutoModelForCausalLM.from_pretrained(model_dir) for _ in range(2))
+        reference = flash(reference) if reference_attn == "flash_attention_2" else reference
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            trainer = ULMATrainer(model=flash(model), ref_model=reference, args=make_args(ULMAConfig),
+                                  train_dataset=rows("binary"), processing_class=tokenizer)
+        assert trainer._layout_mode == "padding_free"
+        assert caplog.text.count("layout='shared_prompt' falls back to padding_free: attention implementation "
+                                 "'flash_attention_2' does not apply a custom mask") == 1
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(10)])
+        for key in ("layout", "negatives_layout"):
+            # One sequence without padding where both models run FlashAttention; else packed sequences, which the
+            # forward turns into one for the FlashAttention model (an sdpa mask over one sequence would be N x N)
+            one = reference_attn == "flash_attention_2"
+            assert (batch[key].input_ids.size(0) == 1 and batch[key].sequence_mask.all()) == one
+            assert (batch[key].cu_seq_lens is not None) == one
 
 
 @pytest.mark.parametrize("name", ["ulma", "pointwise_dpo"])

@@ -672,7 +672,7 @@ class FakeVLLM(types.ModuleType):
         self.LLM, self.SamplingParams = LLM, lambda **kwargs: kwargs
 
 
-def test_vllm_samples_keep_the_prompt_ids_stop_tokens_and_settings(model_dir, tokenizer, monkeypatch):
+def test_vllm_samples_keep_the_prompt_ids_stop_tokens_and_settings(model_dir, tokenizer, monkeypatch, tmp_path):
     eos = tokenizer.eos_token_id
     answers = [
         ([20, 21, eos], "stop", None),  # ended by EOS, which vLLM keeps in token_ids
@@ -684,10 +684,10 @@ def test_vllm_samples_keep_the_prompt_ids_stop_tokens_and_settings(model_dir, to
     prompts = ["User: hi\nAssistant:", "User: Can you help me with a poem?\nAssistant:", "User: bye\nAssistant:"]
     settings = GenerationSettings(max_new_tokens=3, do_sample=True, top_k=0, temperature=0.7, top_p=0.9, seed=5)
     samples = sample_completions_vllm(model_dir, tokenizer, prompts, settings, gpu_memory_utilization=0.2)
-    assert vllm.engines == [{"model": model_dir, "seed": 5, "gpu_memory_utilization": 0.2}]
+    assert vllm.engines == [{"model": model_dir, "seed": 5, "gpu_memory_utilization": 0.2, "max_model_len": 512 + 3}]
     (requests, params), = vllm.requests
     assert requests == [{"prompt_token_ids": tokenizer(p)["input_ids"]} for p in prompts]
-    assert params == {"max_tokens": 3, "stop_token_ids": [eos], "temperature": 0.7, "top_p": 0.9, "top_k": 0}
+    assert params == {"max_tokens": 3, "stop_token_ids": [eos], "temperature": 0.7, "top_p": 0.9, "top_k": -1}
     assert [s.completion_ids for s in samples] == [[20, 21, eos], [22, 23, eos], [24, 25, 26]]
     assert [s.eos for s in samples] == [True, True, False]
     assert [s.prompt_ids for s in samples] == [r["prompt_token_ids"] for r in requests]
@@ -695,6 +695,14 @@ def test_vllm_samples_keep_the_prompt_ids_stop_tokens_and_settings(model_dir, to
     greedy = sample_completions_vllm(model_dir, tokenizer, prompts[:1], GenerationSettings(max_new_tokens=3))
     assert vllm.requests[-1][1] == {"max_tokens": 3, "stop_token_ids": [eos], "temperature": 0.0}
     assert greedy[0].completion_ids == [20, 21, eos]
+    # Without a generation_config.json the model's config names the stop tokens, as transformers reads them
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    (bare / "generation_config.json").unlink()
+    config = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps(config | {"eos_token_id": [eos, 7]}))
+    sample_completions_vllm(str(bare), tokenizer, prompts[:1], GenerationSettings(max_new_tokens=3))
+    assert vllm.requests[-1][1]["stop_token_ids"] == sorted({eos, 7})
 
 
 def test_use_vllm_needs_vllm_and_a_gpu(tmp_path, monkeypatch):

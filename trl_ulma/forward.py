@@ -47,8 +47,8 @@ def forward_tokens(
         if packed is None:
             rows = rows_from_batch(batch["input_ids"], batch["attention_mask"], completion_mask)
             packed = build_layout(rows, layout, pad_token_id=pad_token_id)
-        if layout == "padding_free" and is_varlen_attention(attn_implementation) and packed.input_ids.size(0) > 1:
-            packed = packed.varlen()  # the collator's is one sequence already
+        if layout == "padding_free" and is_varlen_attention(attn_implementation) and packed.cu_seq_lens is None:
+            packed = packed.varlen()  # the collator's is one sequence already where every model takes it
         packed = packed.to(completion_mask.device)
         kwargs = packed.model_inputs(attn_implementation, unwrapped.dtype)
         outputs = model(**kwargs, labels=packed.labels(), use_cache=False, fused_lm_head=True)

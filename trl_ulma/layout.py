@@ -109,6 +109,8 @@ class Layout:
     row_lengths: torch.Tensor
     rows: tuple[Row, ...]
     width: int  # the most scored tokens of a row: the width of `row_tokens`, known on the CPU
+    cu_seq_lens: torch.Tensor | None = None  # `varlen`: where each row starts (int32), and the longest row's length,
+    max_length: int = 0  # given to FlashAttention so that it reads none of them back from the device
 
     @property
     def num_rows(self) -> int:
@@ -166,19 +168,25 @@ class Layout:
         # After a row's last token comes padding or the sequence's end, whose prediction is never scored (-1), or the
         # next row's first token, which never is either: the kept tokens' `row_index` stays right
         values = {f.name: getattr(self, f.name)[kept][None] for f in fields(self) if f.name in _TOKEN_TENSORS}
-        return replace(self, **values)
+        positions = values["position_ids"][0]
+        ends = torch.tensor([len(positions)], device=positions.device)
+        cu_seq_lens = torch.cat([(positions == 0).nonzero().flatten(), ends]).to(torch.int32)
+        return replace(self, **values, cu_seq_lens=cu_seq_lens, max_length=int(cu_seq_lens.diff().max()))
 
     def model_inputs(self, attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32) -> dict[str, Any]:
         """``input_ids``, ``position_ids`` and ``attention_mask`` for the model's forward. The packed layouts' mask is
         boolean for sdpa, additive (0 / finfo(dtype).min) for eager, which adds the mask to its scores (a boolean
         mask would be added as 0/1), and a ``BlockMask`` for flex_attention. FlashAttention gets no mask: one
-        `varlen` sequence of ``padding_free``, its rows told apart by their positions."""
+        `varlen` sequence of ``padding_free``, its rows told apart by their positions and, read by its varlen kernel
+        as they are, by ``cu_seq_lens_q/k`` and ``max_length_q/k`` (transformers' `_flash_attention_forward`)."""
         if self.mode == "padded":
             mask = self.attention_mask
         elif is_varlen_attention(attn_implementation) and self.mode == "padding_free":
-            if self.input_ids.size(0) != 1:
+            if self.cu_seq_lens is None:
                 raise ValueError("FlashAttention takes the padding_free layout as one sequence: use `Layout.varlen()`.")
-            return {"input_ids": self.input_ids, "position_ids": self.position_ids}
+            bounds = {"cu_seq_lens_q": self.cu_seq_lens, "cu_seq_lens_k": self.cu_seq_lens}
+            lengths = {"max_length_q": self.max_length, "max_length_k": self.max_length}
+            return {"input_ids": self.input_ids, "position_ids": self.position_ids, **bounds, **lengths}
         elif attn_implementation == "flex_attention":
             mask = self.block_mask()
         elif attn_implementation in PACKED_ATTENTION:

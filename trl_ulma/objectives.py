@@ -49,7 +49,7 @@ class Objective:
 
     @classmethod
     def build(cls, options: Any, targets: Targets) -> "Objective":
-        """The objective with its fields read from ``options`` (a config, or a trainer holding its options)."""
+        """The objective with its fields read from ``options`` (a config, or a trainer's `options`)."""
         return cls(targets=targets, **{f.name: getattr(options, f.name) for f in fields(cls) if f.name != "targets"})
 
     @classmethod

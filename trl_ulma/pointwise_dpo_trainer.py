@@ -137,7 +137,8 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
         # As DPOTrainer decides it: no reference model with PEFT (adapters off), nor with precomputed log-probs
         # unless under FSDP (the policy is sharded only in `train`, so the precompute needs a reference)
         needs_reference = in_memory and ref_model is None and peft_config is None and not is_peft_model(model)
-        if needs_reference and (not args.precompute_ref_log_probs or fsdp_will_shard(args)):
+        copy_reference = needs_reference and (not args.precompute_ref_log_probs or fsdp_will_shard(args))
+        if copy_reference:
             if is_deepspeed_zero3_enabled():
                 raise ValueError(
                     f"{type(self).__name__}: under DeepSpeed ZeRO-3 a model built in memory is partitioned and cannot "
@@ -182,6 +183,8 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
+        if copy_reference and args.precompute_ref_log_probs and self.is_fsdp_enabled:
+            self.ref_model = None  # the precompute is done: freed, as DPOTrainer frees a reference it built for it
         self._fit_targets()
         self._fix_layout()
         self._say_when_fsdp_is_dropped()
@@ -283,7 +286,8 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
         if isinstance(self.data_collator, DataCollatorForPointwisePreference) and not split_by_rows:
             self.data_collator.layout = self._layout
             implementations = [getattr(m.config, "_attn_implementation", None) for m in models]
-            self.data_collator.varlen = any(map(is_varlen_attention, implementations))  # FlashAttention's sequence
+            # FlashAttention's one sequence, where every model runs it (a mask over it would be (N, N) for the others)
+            self.data_collator.varlen = all(map(is_varlen_attention, implementations))
             if self._objective_class.reference_scope(self.options, "train") == "negatives":
                 self.data_collator.negatives_below = self.options.positive_threshold
         return self._layout

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedTokenizerBase, set_seed
+from transformers import AutoConfig, GenerationConfig, PreTrainedTokenizerBase, set_seed
 from trl.data_utils import _tokenize
 from trl.trainer.utils import pad, selective_log_softmax
 
@@ -155,20 +155,24 @@ def sample_completions_vllm(
 ) -> list[Sample]:
     """`sample_completions` with vLLM, from the model saved at ``model_path``: the same prompt ids, stop tokens and
     sampling settings (``top_k`` None or 0: every token; vLLM applies no penalty unless asked), one engine seeded with
-    ``settings.seed`` for the whole call (so a prompt repeated K times gets K different samples), freed at the end.
-    vLLM's sampler is not transformers', so the samples differ from `sample_completions`' for the same seed."""
+    ``settings.seed`` for the whole call (so a prompt repeated K times gets K different samples), as long as a prompt
+    and its answer, freed at the end. vLLM's sampler is not transformers', so the samples differ from
+    `sample_completions`' for the same seed, and it runs in the model's half precision (vLLM's ``dtype="auto"``)."""
     from vllm import LLM, SamplingParams
 
     try:
         generation_config = GenerationConfig.from_pretrained(model_path)
-    except OSError:  # a model without a generation config
-        generation_config = None
+    except OSError:  # no generation_config.json: transformers builds one from the model's config
+        generation_config = GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_path))
     stop = _stop_ids(tokenizer, generation_config)
     prompt_ids = [_prompt_ids(tokenizer, p, settings.max_prompt_length) for p in prompts]
     options = {"max_tokens": settings.max_new_tokens, "stop_token_ids": sorted(stop), "temperature": 0.0}
     if settings.do_sample:
-        options |= {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k or 0}
-    llm = LLM(model=model_path, seed=settings.seed, gpu_memory_utilization=gpu_memory_utilization)
+        options |= {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k or -1}
+    max_model_len = settings.max_prompt_length + settings.max_new_tokens  # else the model's own (32k...): KV memory
+    llm = LLM(
+        model=model_path, seed=settings.seed, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len
+    )
     outputs = llm.generate(
         [{"prompt_token_ids": ids} for ids in prompt_ids], sampling_params=SamplingParams(**options), use_tqdm=True
     )

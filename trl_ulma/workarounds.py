@@ -41,8 +41,12 @@ def fsdp_requested() -> bool:
 
 def fsdp_will_shard(args) -> bool:
     """Whether the trainer's accelerator will run FSDP, decided before it is built as accelerate decides it
-    (`AcceleratorState`): asked for, on several processes of a GPU-like device (not one process, not CPUs)."""
-    kind = args.distributed_state.distributed_type.name
+    (`AcceleratorState`): asked for, and a launch on GPU-like devices (accelerate's MULTI_GPU, MULTI_XPU, ...: any
+    torchrun launch, even of one process), not on CPUs nor a plain one-process run."""
+    state = getattr(args, "distributed_state", None)
+    if state is None:  # SageMaker model parallelism: no FSDP
+        return False
+    kind = state.distributed_type.name
     return (bool(args.fsdp) or fsdp_requested()) and kind.startswith("MULTI_") and kind != "MULTI_CPU"
 
 
