@@ -641,6 +641,17 @@ def _run_reward_loop(argv: list[str]) -> int:
 OTHER_COMMANDS = {"reward-loop": _run_reward_loop, "experiment": run_experiment_command}
 
 
+def _end_process_group() -> None:
+    """A launched run's ranks meet and tear their process group down before the interpreter exits: left to exit,
+    gloo's or DeepSpeed's threads may outlive it ("terminate called without an active exception", seen once in a
+    2-process ZeRO-3 launch that had finished)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _pop_debug(argv)
@@ -657,7 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         quiet_console()
     try:
-        return run_training(command, rest) if command in TRAIN_COMMANDS else OTHER_COMMANDS[command](rest)
+        code = run_training(command, rest) if command in TRAIN_COMMANDS else OTHER_COMMANDS[command](rest)
+        _end_process_group()
+        return code
     except USER_ERRORS as error:
         if debug:
             raise
