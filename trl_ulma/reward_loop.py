@@ -407,19 +407,21 @@ class _Loop:
         """The policy after ``round_index`` rounds."""
         return self.model if round_index == 0 else str(self.output_dir / f"round_{round_index}" / "model")
 
-    def draw(self, policy: str, rows: list[dict[str, Any]], seed: int, desc: str) -> tuple[list[dict], list[Sample]]:
-        """K samples per row of the policy saved at ``policy`` (with vLLM or transformers): as rows (the prompt's
-        columns, the completion, its ids and ``eos``), and as drawn."""
+    def draw(
+        self, policy: str, rows: list[dict[str, Any]], seed: int, desc: str, loaded=None
+    ) -> tuple[list[dict], list[Sample]]:
+        """K samples per row of the policy saved at ``policy`` (with vLLM, or with transformers from ``loaded`` if
+        the caller holds it loaded): as rows (the prompt's columns, the completion, its ids and ``eos``), and as
+        drawn."""
         repeated = [row for row in rows for _ in range(self.config.num_generations)]
         prompts, settings = [r["prompt"] for r in repeated], self.settings(seed)
         if self.config.use_vllm:
             memory = self.config.vllm_gpu_memory_utilization
             samples = sample_completions_vllm(policy, self.tokenizer, prompts, settings, memory)
         else:
-            model = _load_policy(policy)
+            model = _load_policy(policy) if loaded is None else loaded
             samples = sample_completions(model, self.tokenizer, prompts, settings, desc)
             del model
-            _free()
         return [
             row | {"completion": as_completion(row["prompt"], s.text), "completion_ids": s.completion_ids, "eos": s.eos}
             for row, s in zip(repeated, samples, strict=True)
@@ -490,8 +492,9 @@ class _Loop:
         """The held-out figures of the policy after ``r`` rounds (none without held-out prompts)."""
         if self.eval_prompts is None:
             return {}
-        rows, samples = self.draw(self.policy(r), self.eval_prompts.to_list(), self.config.seed, f"round {r}: held-out")
-        policy = _load_policy(self.policy(r))
+        policy = _load_policy(self.policy(r))  # samples (unless vLLM draws them) and scores the KL
+        held_out = self.eval_prompts.to_list()
+        rows, samples = self.draw(self.policy(r), held_out, self.config.seed, f"round {r}: held-out", loaded=policy)
         initial = policy if r == 0 else _load_policy(self.model)
         rewards = [reward for reward in self.score(rows) if reward is not None]
         ids = [s.completion_ids for s in samples]
