@@ -19,7 +19,8 @@ import random
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_ulma.layout import PACKED_LAYOUTS, build_layout, is_varlen_attention
+from trl_ulma.layout import PACKED_LAYOUTS, build_layout
+from trl_ulma.layout_support import is_varlen_attention
 
 
 def hh_rows(tokenizer, count: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:

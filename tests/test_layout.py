@@ -10,7 +10,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, Qwen2Config
 from trl.trainer.utils import add_fused_lm_head
 
-from trl_ulma.layout import build_layout, supports_packed_layout, truncate_row
+from trl_ulma.layout import build_layout, truncate_row
+from trl_ulma.layout_support import supports_packed_layout
 from trl_ulma.losses import sequence_logps
 from trl_ulma.collator import DataCollatorForPointwisePreference
 from trl_ulma.testing import assert_close_to_scale as assert_close, build_tiny_model, build_tokenizer, toy_rows
@@ -82,7 +83,7 @@ def test_shared_prompt_three_completions():
     assert layout.token_slot.tolist() == [[-1, -1, 0, 1, -1, 0, -1, 0, 1, 2, -1]]
     assert layout.labels().tolist() == [[-100, -100, -100, 4, 5, -100, 6, -100, 7, 8, 9]]
     assert shift_labels(layout).tolist() == [[-100, -100, 4, 5, -100, 6, -100, 7, 8, 9, -100]]
-    assert layout.row_counts().tolist() == [2, 1, 3]
+    assert layout.row_counts.tolist() == [2, 1, 3]
     assert layout.row_lengths.tolist() == [5, 4, 6]
     assert layout.num_tokens == 11
     assert layout.sequence_mask.all()
@@ -153,7 +154,7 @@ def test_padded_layout_is_the_collator():
     assert torch.equal(layout.input_ids, batch["input_ids"])
     assert torch.equal(layout.attention_mask, batch["attention_mask"])
     assert torch.equal(layout.labels(), batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100))
-    assert torch.equal(layout.row_counts(), batch["completion_mask"][:, 1:].sum(1))
+    assert torch.equal(layout.row_counts, batch["completion_mask"][:, 1:].sum(1))
     assert layout.position_ids.tolist() == [[0, 1, 2, 3, 4]] * 3
     assert layout.model_inputs("flash_attention_2")["attention_mask"].dim() == 2  # any attention takes it
 
@@ -191,7 +192,7 @@ def test_truncation_scores_the_collators_tokens(truncation_mode):
         assert expected[:3] == [[4, 5, 6], [7], [8, 9]]
         assert [2, 3, 4, 5, 6] in [seq[:5] for seq in shared.input_ids.tolist()]
         assert [1, 2, 3, 7, 3, 8, 9] in [seq[:7] for seq in shared.input_ids.tolist()]
-    assert shared.row_counts().tolist() == [len(e) for e in expected]
+    assert shared.row_counts.tolist() == [len(e) for e in expected]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -201,7 +202,7 @@ def test_row_order_and_unpacking(mode):
     scored_ids = layout.input_ids[:, 1:].float()  # per-token values aligned like log_probs: the scored token
     assert layout.row_sums(scored_ids).tolist() == [30 + 31, 32, 33 + 34 + 35, 36, 37]
     assert layout.row_sums(shift_labels(layout).clamp(min=0).float()).tolist() == [61, 32, 102, 36, 37]
-    assert layout.row_counts().tolist() == [2, 1, 3, 1, 1]
+    assert layout.row_counts.tolist() == [2, 1, 3, 1, 1]
     assert layout.row_tokens(scored_ids, fill=-1).tolist() == [
         [30, 31, -1], [32, -1, -1], [33, 34, 35], [36, -1, -1], [37, -1, -1]
     ]  # fmt: skip
@@ -210,6 +211,21 @@ def test_row_order_and_unpacking(mode):
     assert layout.row_sums(poisoned).tolist() == [61, 32, 102, 36, 37]
     # Booleans are counted
     assert layout.row_sums(scored_ids > 33).tolist() == [0, 0, 2, 1, 1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unpacking_reads_nothing_back_from_the_device(mode):
+    """On the meta device every shape that depends on the data (boolean indexing, bincount, nonzero) raises: what a
+    GPU would have to send back to the host. The model inputs and the unpacking to rows need none."""
+    rows = [([1, 2], [30, 31]), ([5], [32]), ([1, 2], [33, 34, 35]), ([6, 7, 8, 9], [36]), ([1, 2], [37])]
+    layout = build_layout(rows, mode, budget=9).to("meta")
+    num_seqs, length = layout.input_ids.shape
+    values = torch.zeros(num_seqs, length - 1, device="meta")
+    assert layout.row_sums(values).shape == (5,)
+    assert layout.row_tokens(values).shape == layout.token_mask().shape == (5, 3)
+    assert layout.labels().shape == (num_seqs, length)
+    for attention in ("sdpa", "eager"):
+        assert layout.model_inputs(attention)["input_ids"].device.type == "meta"
 
 
 def test_bad_inputs():

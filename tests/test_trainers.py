@@ -572,7 +572,7 @@ def test_an_eval_split_named_train_is_scored_on_every_row(model_dir, tokenizer, 
 
 
 def test_deprecated_pad_token_option_and_tokenizer_revision(model_dir, tokenizer, make_args, monkeypatch):
-    from trl_ulma import pointwise_dpo_trainer
+    from trl_ulma import preparation
 
     trainer = ULMATrainer(model=model_dir, args=make_args(pad_token="<|im_end|>"), train_dataset=toy_dataset(8),
                           processing_class=tokenizer)
@@ -582,13 +582,13 @@ def test_deprecated_pad_token_option_and_tokenizer_revision(model_dir, tokenizer
                     processing_class=tokenizer)
 
     seen = {}
-    load = pointwise_dpo_trainer.AutoProcessor.from_pretrained
+    load = preparation.AutoProcessor.from_pretrained
 
     def spy(name, **kwargs):
         seen.update(kwargs)
         return load(name, **{key: value for key, value in kwargs.items() if key != "revision"})
 
-    monkeypatch.setattr(pointwise_dpo_trainer.AutoProcessor, "from_pretrained", spy)
+    monkeypatch.setattr(preparation.AutoProcessor, "from_pretrained", spy)
     ULMATrainer(model=model_dir, args=make_args(model_init_kwargs={"revision": "v1"}), train_dataset=toy_dataset(8))
     assert seen["revision"] == "v1"
 
@@ -826,13 +826,13 @@ def test_fsdp_is_predicted_as_accelerate_decides_it(monkeypatch):
 def test_a_model_built_in_memory_keeps_a_reference_under_fsdp_with_precomputed_log_probs(
     tokenizer, make_args, monkeypatch
 ):
-    from trl_ulma import pointwise_dpo_trainer
+    from trl_ulma import reference
 
     model = build_tiny_model(tokenizer)
     precompute = make_args(ULMAConfig, precompute_ref_log_probs=True)
     trainer = ULMATrainer(model=model, args=precompute, train_dataset=toy_dataset(8), processing_class=tokenizer)
     assert trainer.ref_model is None  # the precompute is the reference
-    monkeypatch.setattr(pointwise_dpo_trainer, "fsdp_will_shard", lambda args: True)
+    monkeypatch.setattr(reference, "fsdp_will_shard", lambda args: True)
     trainer = ULMATrainer(model=model, args=precompute, train_dataset=toy_dataset(8), processing_class=tokenizer)
     assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
     assert all(torch.equal(p, q) for p, q in zip(trainer.ref_model.parameters(), model.parameters(), strict=True))

@@ -194,10 +194,10 @@ def _own_options_first(parser, own: set[str]) -> None:
 
 
 def _mark_unused_options(parser) -> None:
-    from .pointwise_dpo_trainer import _PAIRWISE_ONLY_OPTIONS
+    from .pointwise_dpo_config import PAIRWISE_ONLY_OPTIONS
 
     for action in parser._actions:
-        if action.dest in _PAIRWISE_ONLY_OPTIONS:
+        if action.dest in PAIRWISE_ONLY_OPTIONS:
             action.help = f"(not used by point-wise trainers: leave the default) {action.help or ''}"
 
 

@@ -6,7 +6,8 @@ from typing import Any, NamedTuple
 import torch
 
 from .collator import model_kwargs
-from .layout import build_layout, is_varlen_attention, rows_from_batch
+from .layout import build_layout, rows_from_batch
+from .layout_support import is_varlen_attention
 
 
 class TokenOutputs(NamedTuple):

@@ -21,17 +21,18 @@ TRL's fused LM head (``values[:, t]`` belongs to the prediction of token t + 1: 
 
 The packed layouts need an attention implementation that takes the layout's mask (sdpa and eager a dense 4D mask,
 flex_attention a block mask built from the same per-token ids) and rotary/absolute positions from ``position_ids``:
-see `supports_packed_layout`. FlashAttention takes no mask: ``padding_free`` goes through it as one sequence of the
+see `trl_ulma.layout_support`. FlashAttention takes no mask: ``padding_free`` goes through it as one sequence of the
 rows' tokens whose positions restart at 0 for each row, from which transformers derives the varlen kernel's sequence
 boundaries (`Layout.varlen`); ``shared_prompt``, whose rows share a prefix, cannot.
 """
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
+
+from .layout_support import PACKED_ATTENTION, is_varlen_attention
 
 
 LayoutMode = Literal["padded", "padding_free", "shared_prompt"]
@@ -42,22 +43,6 @@ _TOKEN_TENSORS = (
 LAYOUT_MODES = ("padded", "padding_free", "shared_prompt")
 PACKED_LAYOUTS = ("padding_free", "shared_prompt")
 Row = tuple[Sequence[int], Sequence[int]]
-
-# Attention implementations that apply the packed layouts' mask: sdpa takes it as a dense boolean 4D mask, eager as an
-# additive float one, flex_attention as a BlockMask (only the blocks with a visible token are computed)
-PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
-
-
-def is_varlen_attention(attn_implementation: str | None) -> bool:
-    """FlashAttention 2/3, built in or from the kernels hub: no mask, sequence boundaries from ``position_ids``."""
-    name = str(attn_implementation or "")
-    return name.startswith("flash_attention") or "flash-attn" in name or "flash_attn" in name
-# Config fields listing per-layer block kinds in hybrid or recurrent models, and the entries that are full attention
-_BLOCK_TYPE_FIELDS = ("layer_types", "layers_block_type", "layer_block_types", "block_types", "layers_type")
-_FULL_ATTENTION = ("full_attention", "attention", "attn", "global", "global_attention", "full")
-_WINDOWED_ATTENTION = ("sliding_attention", "chunked_attention")  # exact while every row fits in the window
-_RECURRENT_MODEL_TYPES = ("mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm", "recurrent_gemma", "lfm2")
-_ALIBI_MODEL_TYPES = ("bloom", "mpt")
 
 
 @dataclass
@@ -93,7 +78,7 @@ class Layout:
     token ``input_ids[k, t + 1]`` is scored by the prediction at position t, -1 where nothing is scored (the last
     column always); ``token_slot[k, t]`` is that token's index among its row's scored tokens. ``sequence_mask`` is True
     on laid-out tokens (not padding). ``row_lengths`` (B,) is each row's length after truncation: the tokens the padded
-    path attends. ``rows`` are the builder's rows. Nothing a forward calls on it reads a value
+    path attends; ``row_counts`` (B,) its scored tokens. ``rows`` are the builder's rows. Nothing a forward calls on it reads a value
     back from the device.
     """
 
@@ -107,6 +92,7 @@ class Layout:
     token_slot: torch.Tensor
     sequence_mask: torch.Tensor
     row_lengths: torch.Tensor
+    row_counts: torch.Tensor  # (B,) each row's scored tokens, counted on the CPU when the layout is built
     rows: tuple[Row, ...]
     width: int  # the most scored tokens of a row: the width of `row_tokens`, known on the CPU
     cu_seq_lens: torch.Tensor | None = None  # `varlen`: where each row starts (int32), and the longest row's length,
@@ -209,40 +195,37 @@ class Layout:
         return labels
 
     def _scored(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per position of ``values`` (K, L - 1 or L), flattened: the row whose token it scores (``num_rows``, a spare
+        row dropped after, where none) and the token's slot in its row. Shapes known without reading the device: no
+        boolean indexing, whose size a GPU would have to send back to the host."""
         num_seqs, length = self.row_index.shape
         if values.dim() != 2 or values.size(0) != num_seqs or values.size(1) not in (length - 1, length):
             raise ValueError(
                 f"Per-token values must be (K, L - 1) or (K, L) with (K, L) = {tuple(self.row_index.shape)}, "
                 f"got {tuple(values.shape)}."
             )
-        scored = self.row_index[:, : values.size(1)] >= 0
-        return scored, values[scored]
+        rows = self.row_index[:, : values.size(1)]
+        unscored = rows < 0
+        slots = self.token_slot[:, : values.size(1)].masked_fill(unscored, 0)
+        return rows.masked_fill(unscored, self.num_rows).flatten(), slots.flatten()
 
     def row_sums(self, values: torch.Tensor) -> torch.Tensor:
         """(B,) sum of ``values`` (K, L - 1 or L, aligned left like ``log_probs``) over each row's scored tokens, in
-        row order. Differentiable; unscored positions never enter (no -inf/NaN leak). Booleans are counted."""
-        scored, picked = self._scored(values)
-        if not picked.is_floating_point():
-            picked = picked.long()
-        index = self.row_index[:, : values.size(1)][scored]
-        return picked.new_zeros(self.num_rows).index_add(0, index, picked)
-
-    def row_counts(self) -> torch.Tensor:
-        """(B,) number of scored tokens of each row."""
-        return torch.bincount(self.row_index[self.row_index >= 0], minlength=self.num_rows)
+        row order. Differentiable; unscored positions go to the spare row (no -inf/NaN leak). Booleans are counted."""
+        rows, _ = self._scored(values)
+        picked = values.flatten() if values.is_floating_point() else values.flatten().long()
+        return picked.new_zeros(self.num_rows + 1).index_add(0, rows, picked)[:-1]
 
     def row_tokens(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
         """(B, T) each row's scored-token ``values`` in order, right-padded with ``fill``; T the most scored tokens
         of a row. With `token_mask`, a stand-in for the padded path's per-token tensors (token-level losses)."""
-        scored, picked = self._scored(values)
-        rows = self.row_index[:, : values.size(1)][scored]
-        slots = self.token_slot[:, : values.size(1)][scored]
-        out = values.new_full((self.num_rows, self.width), fill)
-        return out.index_put((rows, slots), picked)
+        rows, slots = self._scored(values)
+        out = values.new_full((self.num_rows + 1, max(self.width, 1)), fill)
+        return out.index_put((rows, slots), values.flatten())[:-1, : self.width]
 
     def token_mask(self) -> torch.Tensor:
         """(B, T) bool, True on the entries of `row_tokens` that hold a scored token."""
-        counts = self.row_counts()
+        counts = self.row_counts
         return torch.arange(self.width, device=counts.device)[None, :] < counts[:, None]
 
 
@@ -412,76 +395,12 @@ def _assemble(
         token_slot=token_slot,
         sequence_mask=sequence_mask,
         row_lengths=row_lengths,
+        row_counts=counts,
         rows=rows,
         width=int(counts.max()) if len(rows) else 0,
     )
 
 
-def supports_packed_layout(
-    model_or_config: Any, max_length: int | None = None, layout: str = "shared_prompt"
-) -> tuple[bool, str]:
-    """Whether a model (or its config) can run ``layout`` (``padding_free`` or ``shared_prompt``), and why not.
-
-    Needs: sdpa, eager or flex_attention (they apply the layout's mask; FlashAttention takes none, and runs only
-    ``padding_free``, as one varlen sequence), causal full
-    attention in every layer (sliding-window or chunked layers are fine only when ``max_length`` fits in the window,
-    since the packed mask replaces the window), no recurrent or linear-attention
-    layers (their state runs across the whole packed sequence), positions taken from ``position_ids`` (not ALiBi), and
-    no prompt-learning adapter (virtual tokens shift the sequence), and no router loss (it reads a 2D mask).
-    """
-    model = model_or_config if getattr(model_or_config, "config", None) is not None else None
-    config = model_or_config if model is None else model.config
-    if model is not None and getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
-        return False, "a prompt-learning PEFT adapter prepends virtual tokens, which the packed layout does not place"
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    implementation = getattr(text_config, "_attn_implementation", None) or getattr(config, "_attn_implementation", None)
-    varlen = is_varlen_attention(implementation) and layout == "padding_free"
-    if implementation not in PACKED_ATTENTION and not varlen:
-        return False, (
-            f"attention implementation {implementation!r} does not apply a custom mask: load the model with "
-            f"attn_implementation='sdpa' (or 'eager', 'flex_attention'"
-            + ("; FlashAttention runs layout='padding_free')" if is_varlen_attention(implementation) else ")")
-        )
-    if not getattr(text_config, "is_causal", True):
-        return False, "the model is not causal"
-    model_type = getattr(text_config, "model_type", "")
-    if model_type in _RECURRENT_MODEL_TYPES:
-        return False, f"{model_type!r} models keep a recurrent state across the whole packed sequence"
-    if model_type in _ALIBI_MODEL_TYPES or getattr(text_config, "alibi", False):
-        return False, f"{model_type!r} with ALiBi takes its positions from the key index, not from `position_ids`"
-    for name in _BLOCK_TYPE_FIELDS:
-        kinds = getattr(text_config, name, None)
-        if isinstance(kinds, str):
-            kinds = [kinds]
-        other = sorted({str(kind) for kind in kinds or ()} - set(_FULL_ATTENTION) - set(_WINDOWED_ATTENTION))
-        if other:
-            return False, f"`{name}` has {other} layers: their state or mask spans the whole packed sequence"
-    if getattr(text_config, "output_router_logits", False):
-        return False, "the MoE load-balancing loss reads a 2D `attention_mask`; the packed layout's is 4D"
-    windows = []
-    kinds = set(getattr(text_config, "layer_types", None) or ())
-    sliding = getattr(text_config, "sliding_window", None)
-    if sliding and getattr(text_config, "use_sliding_window", True) or "sliding_attention" in kinds:
-        windows.append(("sliding_window", sliding))
-    chunk = getattr(text_config, "attention_chunk_size", None)
-    if chunk or "chunked_attention" in kinds:
-        windows.append(("attention_chunk_size", chunk))
-    for name, window in windows:
-        if max_length is None or not window or max_length > window:
-            return False, (
-                f"{name}={window} is in use and the packed mask replaces it: exact only with max_length <= {window} "
-                f"(got max_length={max_length})"
-            )
-    if model is not None:
-        forward = getattr(model, "forward", None)
-        try:
-            parameters = inspect.signature(forward).parameters
-        except (TypeError, ValueError):
-            parameters = {}
-        takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-        if parameters and "position_ids" not in parameters and not takes_any:
-            return False, "the model's forward takes no `position_ids`"
-    return True, f"{implementation} attention with full causal layers and position ids"
 
 
 def split_row(sequence: Sequence[int], completion_mask: Sequence[int]) -> Row:

@@ -8,6 +8,18 @@ from .losses import REDUCTIONS, SCORE_TYPES
 from .targets import BASELINES, parse_option
 
 
+# DPOConfig options that only make sense for pairs, with their defaults: a point-wise trainer refuses other values
+# rather than silently ignoring them.
+PAIRWISE_ONLY_OPTIONS = {
+    "loss_type": ["sigmoid"],
+    "loss_weights": None,
+    "ld_alpha": None,
+    "use_weighting": False,
+    "f_divergence_type": "reverse_kl",
+    "label_smoothing": 0.0,
+}
+
+
 @dataclass
 class PointwiseDPOConfig(DPOConfig):
     r"""
@@ -174,10 +186,20 @@ class PointwiseDPOConfig(DPOConfig):
         super().__post_init__()
 
 
-def pointwise_options(args: DPOConfig, config_class: type[PointwiseDPOConfig], score_type: str) -> SimpleNamespace:
+def pointwise_options(
+    args: DPOConfig, config_class: type[PointwiseDPOConfig], score_type: str, owner: str
+) -> SimpleNamespace:
     """A trainer's loss options: ``beta`` and the fields of ``config_class`` that `DPOConfig` lacks, from ``args``, or
     their defaults where ``args`` is a plain `DPOConfig` (a TRL script with the trainer class swapped);
-    ``score_type`` (inferred from the data where unset) and ``length_normalize`` resolved."""
+    ``score_type`` (inferred from the data where unset) and ``length_normalize`` resolved. A pairwise-only option
+    set, or a label threshold that makes every row one class, stops ``owner`` (the trainer's name) with one line."""
+    for option, default in PAIRWISE_ONLY_OPTIONS.items():
+        if getattr(args, option) != default:
+            raise ValueError(
+                f"`{option}={getattr(args, option)!r}` is a pairwise DPO option that {owner} does not use. Leave it "
+                f"at its default ({default!r}); the point-wise loss is set by {config_class.__name__} (score_type, "
+                "reduction, ...)."
+            )
     dpo_fields = {option.name for option in fields(DPOConfig)}
     options = SimpleNamespace(beta=args.beta)
     for option in fields(config_class):
@@ -186,6 +208,11 @@ def pointwise_options(args: DPOConfig, config_class: type[PointwiseDPOConfig], s
     options.score_type = options.score_type or score_type
     if options.length_normalize is None:  # labels: the sum; continuous scores: the per-token mean (see above)
         options.length_normalize = options.score_type == "continuous"
+    if options.score_type == "binary" and not 0 < options.positive_threshold <= 1:
+        raise ValueError(
+            f"`positive_threshold={options.positive_threshold}` with labels in [0, 1] makes every row a "
+            f"{'negative' if options.positive_threshold > 1 else 'positive'}: use a value in (0, 1] (default 1.0)."
+        )
     return options
 
 

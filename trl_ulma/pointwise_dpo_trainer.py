@@ -6,14 +6,10 @@ the step's counts, the forward (`forward`), the reference (`reference`), the obj
 DeepSpeed and transformers internals in `workarounds`.
 """
 
-import copy
-
 import torch
 from accelerate.logging import get_logger
-from accelerate.utils import is_peft_model
 from datasets import Dataset, IterableDataset
-from transformers import AutoProcessor, PreTrainedTokenizerBase, ProcessorMixin
-from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers import PreTrainedTokenizerBase, ProcessorMixin
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import is_conversational
 from trl.trainer.utils import get_config_model_id, global_then_local_main_first
@@ -22,14 +18,15 @@ from .collator import ROW_COLUMNS, DataCollatorForPointwisePreference, model_kwa
 from .data import column_names, infer_score_type, to_pointwise
 from .fitting import add_row_log_z, fit_targets
 from .forward import TokenOutputs, forward_tokens
-from .layout import PACKED_LAYOUTS, PromptGroupSampler, is_varlen_attention, supports_packed_layout
+from .layout import PromptGroupSampler
+from .layout_support import effective_layout, is_varlen_attention
 from .losses import GroupCounts, LossOutput, batch_counts, sequence_logps
 from .metrics import float_dtype, metrics_from_totals, row_stats
 from .objectives import PointwiseDPO
 from .pointwise_dpo_config import PointwiseDPOConfig, pointwise_options
-from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, tokenize_row
-from .reference import ReferenceLogps
-from .workarounds import FrameworkWorkarounds, fsdp_will_shard
+from .preparation import PromptFitsFilter, add_eos, report_lengths, report_prompt_cuts, text_tokenizer, tokenize_row
+from .reference import ReferenceLogps, reference_model
+from .workarounds import FrameworkWorkarounds
 
 
 logger = get_logger(__name__)
@@ -45,18 +42,6 @@ ULMA_PAPER = {
     journal      = {arXiv preprint arXiv:2312.02554}
 }""",
 }
-
-# DPOConfig options that only make sense for pairs, with their defaults: a point-wise trainer refuses other values
-# rather than silently ignoring them.
-_PAIRWISE_ONLY_OPTIONS = {
-    "loss_type": ["sigmoid"],
-    "loss_weights": None,
-    "ld_alpha": None,
-    "use_weighting": False,
-    "f_divergence_type": "reverse_kl",
-    "label_smoothing": 0.0,
-}
-
 
 class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     """Point-wise DPO (arXiv 2312.02554): DPO's implicit reward fitted to a label or score per example.
@@ -100,13 +85,6 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
         if args is None:
             model_name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = self._config_class(f"{model_name.split('/')[-1]}-{type(self).__name__.removesuffix('Trainer')}")
-        for option, default in _PAIRWISE_ONLY_OPTIONS.items():
-            if getattr(args, option) != default:
-                raise ValueError(
-                    f"`{option}={getattr(args, option)!r}` is a pairwise DPO option that {type(self).__name__} does "
-                    f"not use. Leave it at its default ({default!r}); the point-wise loss is set by "
-                    f"{self._config_class.__name__} (score_type, reduction, ...)."
-                )
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         columns = column_names(train_dataset)
@@ -114,54 +92,17 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             raise NotImplementedError(f"{type(self).__name__} does not support vision datasets yet.")
 
         # The loss options, also from a plain DPOConfig (a DPOTrainer script with the class swapped)
-        self.options = pointwise_options(args, self._config_class, infer_score_type(columns))
-        if self.options.score_type == "binary" and not 0 < self.options.positive_threshold <= 1:
-            raise ValueError(
-                f"`positive_threshold={self.options.positive_threshold}` with labels in [0, 1] makes every row a "
-                f"{'negative' if self.options.positive_threshold > 1 else 'positive'}: use a value in (0, 1] "
-                "(default 1.0)."
-            )
+        self.options = pointwise_options(args, self._config_class, infer_score_type(columns), type(self).__name__)
         if self.options.score_baseline == "prompt" and isinstance(train_dataset, IterableDataset):
             raise ValueError(
                 "`score_baseline='prompt'` groups the rows by prompt, which a stream cannot: use a map-style Dataset, "
                 "or score_baseline='mean' (estimated on the stream's first rows) or a number."
             )
 
-        # A model built in memory has no name to load its tokenizer or, as DPOTrainer would, its reference from
-        in_memory = not isinstance(model, str) and not get_config_model_id(model.config)
-        if in_memory and processing_class is None:
-            raise ValueError(
-                f"{type(self).__name__}: the model was built in memory, so its tokenizer cannot be loaded from its "
-                "name: pass `processing_class=tokenizer`."
-            )
-        # As DPOTrainer decides it: no reference model with PEFT (adapters off), nor with precomputed log-probs
-        # unless under FSDP (the policy is sharded only in `train`, so the precompute needs a reference)
-        needs_reference = in_memory and ref_model is None and peft_config is None and not is_peft_model(model)
-        copy_reference = needs_reference and (not args.precompute_ref_log_probs or fsdp_will_shard(args))
-        if copy_reference:
-            if is_deepspeed_zero3_enabled():
-                raise ValueError(
-                    f"{type(self).__name__}: under DeepSpeed ZeRO-3 a model built in memory is partitioned and cannot "
-                    "be copied as the reference: pass `ref_model=` (or the model's path as `model`)."
-                )
-            ref_model = copy.deepcopy(model).requires_grad_(False).eval()  # the reference is the model as passed
-
         # The point-wise collator is built before `DPOTrainer.__init__`, which would otherwise build the paired one
         # and which already uses the collator when it precomputes reference log-probs.
-        if processing_class is None:
-            model_id, revision = model, (args.model_init_kwargs or {}).get("revision")
-            if not isinstance(model, str):
-                model_id, revision = get_config_model_id(model.config), None
-            processing_class = AutoProcessor.from_pretrained(
-                model_id, revision=revision, trust_remote_code=args.trust_remote_code
-            )
-        if not isinstance(processing_class, PreTrainedTokenizerBase):
-            raise NotImplementedError(f"{type(self).__name__} supports text tokenizers only, not processors.")
-        # As DPOTrainer does when it builds its collator (this one is built first): the deprecated `pad_token` option
-        pad_token = args.pad_token or processing_class.pad_token or processing_class.eos_token
-        if pad_token not in processing_class.get_vocab():
-            raise ValueError(f"`pad_token={pad_token!r}` is not in the tokenizer's vocabulary: pick one of its tokens.")
-        processing_class.pad_token = pad_token
+        processing_class = text_tokenizer(model, processing_class, args, type(self).__name__)
+        ref_model, copied_reference = reference_model(model, ref_model, args, peft_config, type(self).__name__)
         if data_collator is None:
             data_collator = DataCollatorForPointwisePreference(
                 pad_token_id=processing_class.pad_token_id,
@@ -183,7 +124,7 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
-        if copy_reference and args.precompute_ref_log_probs and self.is_fsdp_enabled:
+        if copied_reference and args.precompute_ref_log_probs and self.is_fsdp_enabled:
             self.ref_model = None  # the precompute is done: freed, as DPOTrainer frees a reference it built for it
         self._fit_targets()
         self._fix_layout()
@@ -268,17 +209,10 @@ class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
             return self._layout
         # A DeepSpeed engine's own `config` is DeepSpeed's: look at the models inside
         models = [self.accelerator.unwrap_model(m) for m in (self.model, self.ref_model) if m is not None]
-        checks = {
-            mode: [supports_packed_layout(model, self.args.max_length, mode) for model in models]
-            for mode in PACKED_LAYOUTS
-        }
-        self._layout, reasons = self.options.layout, []
-        while self._layout != "padded" and (refused := [why for fits, why in checks[self._layout] if not fits]):
-            reasons.append(refused[0])
-            self._layout = "padding_free" if self._layout == "shared_prompt" else "padded"
-        if reasons:
+        self._layout, reason = effective_layout(models, self.args.max_length, self.options.layout)
+        if reason is not None:
             to = "padded batches" if self._layout == "padded" else self._layout
-            logger.warning(f"layout={self.options.layout!r} falls back to {to}: {reasons[0]}.", main_process_only=True)
+            logger.warning(f"layout={self.options.layout!r} falls back to {to}: {reason}.", main_process_only=True)
         config = self.accelerator.dataloader_config
         split_by_rows = config.split_batches or config.dispatch_batches or (
             self.accelerator.num_processes > 1 and isinstance(self.train_dataset, IterableDataset)

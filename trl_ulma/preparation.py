@@ -7,12 +7,38 @@ from typing import Any
 
 from accelerate.logging import get_logger
 from datasets import Dataset
+from transformers import AutoProcessor, PreTrainedTokenizerBase
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
+from trl.trainer.utils import get_config_model_id
 
 from .data import chat_template_arguments
 
 
 logger = get_logger(__name__)
+
+
+def text_tokenizer(model, processing_class, args, owner: str) -> PreTrainedTokenizerBase:
+    """The trainer's tokenizer: ``processing_class``, else loaded from the model's name (as `DPOTrainer` does), with
+    its pad token set as `DPOTrainer` sets it (the deprecated ``pad_token`` option first, else its own, else EOS)."""
+    if processing_class is None:
+        model_id, revision = model, (args.model_init_kwargs or {}).get("revision")
+        if not isinstance(model, str):
+            model_id, revision = get_config_model_id(model.config), None
+        if not model_id:
+            raise ValueError(
+                f"{owner}: the model was built in memory, so its tokenizer cannot be loaded from its name: pass "
+                "`processing_class=tokenizer`."
+            )
+        processing_class = AutoProcessor.from_pretrained(
+            model_id, revision=revision, trust_remote_code=args.trust_remote_code
+        )
+    if not isinstance(processing_class, PreTrainedTokenizerBase):
+        raise NotImplementedError(f"{owner} supports text tokenizers only, not processors.")
+    pad_token = args.pad_token or processing_class.pad_token or processing_class.eos_token
+    if pad_token not in processing_class.get_vocab():
+        raise ValueError(f"`pad_token={pad_token!r}` is not in the tokenizer's vocabulary: pick one of its tokens.")
+    processing_class.pad_token = pad_token
+    return processing_class
 
 
 def add_eos(example: dict[str, Any], eos_token: str) -> dict[str, Any]:

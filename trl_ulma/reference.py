@@ -3,18 +3,39 @@
 `PointwiseDPOTrainer` (it expects a `trl.DPOTrainer` after it in the MRO), replacing DPOTrainer's paired versions."""
 
 import contextlib
+import copy
 import os
+from typing import Any
 
 import torch
 from accelerate.utils import broadcast_object_list, is_peft_model, tqdm
 from datasets import Dataset, IterableDataset
 from datasets.fingerprint import Hasher
 from torch.utils.data import DataLoader
+from transformers.integrations import is_deepspeed_zero3_enabled
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import use_adapter
+from trl.trainer.utils import get_config_model_id, use_adapter
 
 from .collator import select_rows
 from .losses import sequence_logps
+from .workarounds import fsdp_will_shard
+
+
+def reference_model(model, ref_model, args, peft_config, owner: str) -> tuple[Any, bool]:
+    """The reference model to hand `DPOTrainer`, and whether it is a copy made here. A model built in memory has no
+    name for DPOTrainer to load its reference from: it is copied as passed, where DPOTrainer would build one (no
+    PEFT, whose reference is the model with adapters off, and no precomputed log-probs, except under FSDP, where the
+    policy is sharded only in `train` and the precompute needs a reference)."""
+    in_memory = not isinstance(model, str) and not get_config_model_id(model.config)
+    needs_reference = in_memory and ref_model is None and peft_config is None and not is_peft_model(model)
+    if not needs_reference or (args.precompute_ref_log_probs and not fsdp_will_shard(args)):
+        return ref_model, False
+    if is_deepspeed_zero3_enabled():
+        raise ValueError(
+            f"{owner}: under DeepSpeed ZeRO-3 a model built in memory is partitioned and cannot be copied as the "
+            "reference: pass `ref_model=` (or the model's path as `model`)."
+        )
+    return copy.deepcopy(model).requires_grad_(False).eval(), True
 
 
 class ReferenceLogps:
