@@ -450,7 +450,6 @@ class Frontier:
             reference=reference,
             positives=None,  # the loop's: each prompt's best for ULMA, none for point-wise DPO
             max_new_tokens=self.p.max_new_tokens,
-            generation_batch_size=GENERATION_BATCH,
             seed=self.p.seed,
             training=training | targets,
         )
@@ -465,6 +464,7 @@ class Frontier:
             "rows": sum(r["samples/rows"] for r in rounds),
             "steps": sum(state["global_step"] for state in states),
             "completions_generated": self.p.rounds * self.p.train_prompts * self.p.num_generations,
+            "generation_batch_size": config.generation_batch_size,  # the loop's default (16 before 2026-12-08)
             "rounds": [{k: v for k, v in r.items() if k.startswith(("samples/", "train/"))} for r in rounds],
             "log": [state["log_history"] for state in states],
         }
@@ -939,6 +939,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep_models", action="store_true", help="keep each trained model after its evaluation")
     parser.add_argument("--smoke", action="store_true", help="the tiny offline model, a few prompts, 2 steps each")
     parser.add_argument("--combine", action="store_true", help="combine the seeds' JSON files in --results_dir")
+    parser.add_argument("--rerun", action="store_true", help="run the selected jobs again, replacing their results")
     parser.add_argument("--report_only", action="store_true",
                         help="write the seed's report from the jobs already done, running none (the rest: 'not run')")
     args, _ = parser.parse_known_args(argv)
@@ -1004,6 +1005,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     stem = results_dir / f"{prefix}-seed{args.seed}"
     previous = earlier_payload(suffixed(stem, ".json"), protocol)
     earlier = previous["results"] if previous else []
+    if args.rerun:  # the selected jobs run again: their earlier results are replaced
+        earlier = [r for r in earlier if (r["method"], r["strength"]) not in jobs]
+        for method, strength in jobs:
+            remove(bench.job_path(method, strength).parent)  # a loop would resume from its rounds
     commands = (previous.get("commands") or [previous["command"]]) if previous else []  # the older files: one
     bench.restore(earlier)
     evaluation = protocol.eval_prompts * protocol.eval_samples * SAMPLE_SECONDS * 1.3 + JOB_OVERHEAD
