@@ -1,6 +1,7 @@
 """The reward-function loop: reward functions called and combined as GRPO does, rewards to point-wise rows, the KL
 estimate against a hand computation, resuming at each stage, and a short run that raises a toy reward."""
 
+import dataclasses
 import importlib.machinery
 import itertools
 import json
@@ -332,7 +333,8 @@ def test_positives_default_to_the_best_for_ulma_and_none_for_pointwise_dpo():
 def test_arguments_parse_as_trl_flags():
     (arguments,) = TrlParser((RewardLoopArguments,)).parse_args_into_dataclasses(
         ["--reward_funcs", "think_format_reward", "my.reward", "--reward_weights", "1", "0.5",
-         "--num_generations", "8", "--trainer", "pointwise_dpo", "--eval_fraction", "0.25"]
+         "--num_generations", "8", "--trainer", "pointwise_dpo", "--eval_fraction", "0.25",
+         "--generation_batch_size", "12"]
     )  # fmt: skip
     assert arguments.reward_funcs == ["think_format_reward", "my.reward"] and arguments.reward_weights == [1.0, 0.5]
     config = arguments.to_config("out", {"beta": 0.2})
@@ -342,7 +344,9 @@ def test_arguments_parse_as_trl_flags():
         0.25,
         {"beta": 0.2},
     )
-    assert RewardLoopArguments().to_config("out").eval_prompts is None
+    assert config.generation_batch_size == 12
+    default = RewardLoopArguments().to_config("out")
+    assert default.eval_prompts is None and default.generation_batch_size == RewardLoopConfig("out").generation_batch_size
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -752,5 +756,7 @@ def test_the_loop_samples_each_round_with_vllm_from_the_saved_policy(tmp_path, m
     for metrics in result["rounds"]:  # the held-out figures come from the (same) vLLM samples: "ee", "xxx", "ex"
         assert metrics["eval/reward"] == pytest.approx((1 + 0 + 0.5) / 3)
     assert result["rounds"][0]["eval/kl"] == 0 and result["rounds"][2]["eval/kl"] != 0
-    resumed = _run(model_dir, tokenizer, _config(tmp_path, rounds=2, use_vllm=False), share_of_e)
-    assert resumed["rounds"] == result["rounds"] and len(vllm.engines) == 5  # the same run: nothing redone
+    # How samples are drawn may change on resume (vLLM or not, the batch size): the same run, nothing redone
+    changed = dataclasses.replace(_config(tmp_path, rounds=2, use_vllm=False), generation_batch_size=8)
+    resumed = _run(model_dir, tokenizer, changed, share_of_e)
+    assert resumed["rounds"] == result["rounds"] and len(vllm.engines) == 5
