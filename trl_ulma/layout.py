@@ -36,10 +36,6 @@ from .layout_support import PACKED_ATTENTION, is_varlen_attention
 
 
 LayoutMode = Literal["padded", "padding_free", "shared_prompt"]
-# The layout's per-token (K, L) tensors
-_TOKEN_TENSORS = (
-    "input_ids", "position_ids", "unit_id", "branch_id", "prefix", "row_index", "token_slot", "sequence_mask"
-)
 LAYOUT_MODES = ("padded", "padding_free", "shared_prompt")
 PACKED_LAYOUTS = ("padding_free", "shared_prompt")
 Row = tuple[Sequence[int], Sequence[int]]
@@ -153,7 +149,8 @@ class Layout:
         kept = self.sequence_mask
         # After a row's last token comes padding or the sequence's end, whose prediction is never scored (-1), or the
         # next row's first token, which never is either: the kept tokens' `row_index` stays right
-        values = {f.name: getattr(self, f.name)[kept][None] for f in fields(self) if f.name in _TOKEN_TENSORS}
+        per_token = {f.name: getattr(self, f.name) for f in fields(self)}  # the (K, L) tensors: of the mask's shape
+        values = {k: v[kept][None] for k, v in per_token.items() if getattr(v, "shape", None) == kept.shape}
         positions = values["position_ids"][0]
         ends = torch.tensor([len(positions)], device=positions.device)
         cu_seq_lens = torch.cat([(positions == 0).nonzero().flatten(), ends]).to(torch.int32)
