@@ -59,9 +59,11 @@ methods and its KL at shared reward levels, by linear interpolation along its fr
 Files: ``--output_dir/seed{S}/`` (runs/reward-frontier) holds the base model's samples and evaluation and one folder
 per job, ``{method}-{strength}/result.json``; a rerun skips what is done and takes the jobs of an existing results
 file of the same settings (another session's run folder may be gone), so a run of a few methods adds them to the
-file. A job's trained model is deleted once evaluated (``--keep_models`` keeps it). Results:
-``benchmarks/results/reward-frontier-seed{S}.json`` / ``.md`` / ``.png``; ``--combine`` writes ``reward-frontier.md``
-/ ``.png`` (means over seeds, ± their standard deviation, and how many seeds each row has).
+file; ``--rerun`` runs the selected jobs again (each job's folder is deleted just before it runs, its earlier result
+replaced when the seed's file is written at the end). A job's trained model is deleted once evaluated
+(``--keep_models`` keeps it). Results: ``benchmarks/results/reward-frontier-seed{S}.json`` / ``.md`` / ``.png``;
+``--combine`` writes ``reward-frontier.md`` / ``.png`` (means over seeds, ± their standard deviation, and how many
+seeds each row has).
 
 Time on 2 cores (measured per training step at batch 8: ULMA and point-wise DPO 3.7 s, rft 6 s, KTO 10 s, DPO 16 s
 on pairs, GRPO 14 s with its generation; 0.4 s per sample of 40 tokens): about 80 minutes per seed, of which GRPO
@@ -133,7 +135,7 @@ GENERATION_BATCH = 16
 # generation of 8 completions of 40 tokens), for the plan; the progress lines rescale it by the jobs already run
 STEP_SECONDS = {"rft": 6.0, "dpo": 16.0, "kto": 10.0, "unlikelihood": 3.0, "pointwise_dpo": 3.7, "ulma": 3.7}
 STEP_SECONDS |= {"pointwise_dpo_reward": 3.7, "ulma_reward": 3.7, "grpo": 14.0} | dict.fromkeys(ROUNDS, 3.7)
-SAMPLE_SECONDS = 0.4  # per sample of 40 tokens, batches of 16
+SAMPLE_SECONDS = 0.4  # per sample of 40 tokens, batches of 16 (the loop's of 64: about 0.2; its plan is long)
 JOB_OVERHEAD = 15.0  # loading, tokenising, saving
 SMOKE = {  # --smoke: the tiny offline model, a few prompts, 2 steps per training
     "train_prompts": 6,
@@ -948,6 +950,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.results_dir is None:
         args.results_dir = args.output_dir
+    if args.rerun and args.report_only:
+        parser.error("--rerun runs the jobs again; --report_only runs none: give one of them")
     if args.num_generations < 2:
         parser.error("--num_generations must be >= 2 (one sample per prompt carries no preference)")
     if args.batch_size % args.num_generations:
@@ -1005,10 +1009,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     stem = results_dir / f"{prefix}-seed{args.seed}"
     previous = earlier_payload(suffixed(stem, ".json"), protocol)
     earlier = previous["results"] if previous else []
-    if args.rerun:  # the selected jobs run again: their earlier results are replaced
-        earlier = [r for r in earlier if (r["method"], r["strength"]) not in jobs]
-        for method, strength in jobs:
-            remove(bench.job_path(method, strength).parent)  # a loop would resume from its rounds
     commands = (previous.get("commands") or [previous["command"]]) if previous else []  # the older files: one
     bench.restore(earlier)
     evaluation = protocol.eval_prompts * protocol.eval_samples * SAMPLE_SECONDS * 1.3 + JOB_OVERHEAD
@@ -1017,8 +1017,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "shared samples": 0.0
         if (bench.dir / "shared" / "shared.json").exists()
         else protocol.train_prompts * protocol.num_generations * SAMPLE_SECONDS,
-    } | {job_name(m, s): 0.0 if bench.job_path(m, s).exists() else bench.planned_seconds(m) for m, s in jobs}
-    cached = sum(bench.job_path(m, s).exists() for m, s in jobs)
+    }
+    done_before = {(m, s) for m, s in jobs if bench.job_path(m, s).exists() and not args.rerun}
+    planned |= {job_name(m, s): 0.0 if (m, s) in done_before else bench.planned_seconds(m) for m, s in jobs}
+    cached = len(done_before)
     planned_total = sum(planned.values())
     start = time.perf_counter()
     print(
@@ -1038,6 +1040,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     for method, strength in jobs:
         name, t = job_name(method, strength), time.perf_counter()
         path = bench.job_path(method, strength)
+        if args.rerun:  # run again: its earlier result is replaced at the end (a loop would resume from its rounds)
+            remove(path.parent)
         if path.exists():
             results.append(read_json(path))
             progress.finish(name, 0.0, "cached")

@@ -346,7 +346,8 @@ def test_arguments_parse_as_trl_flags():
     )
     assert config.generation_batch_size == 12
     default = RewardLoopArguments().to_config("out")
-    assert default.eval_prompts is None and default.generation_batch_size == RewardLoopConfig("out").generation_batch_size
+    assert default.eval_prompts is None
+    assert default.generation_batch_size == RewardLoopConfig("out").generation_batch_size
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -530,16 +531,19 @@ def share_of_e(prompts, completions, **kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trainer", ["ulma", "pointwise_dpo"])
-def test_two_rounds_raise_a_toy_reward(tmp_path, model_dir, trainer):
-    """The reward of fresh samples on the loop's own prompts rises over two rounds (16 steps each; measured over
-    sampling seeds 0-5: it rose for both trainers on every seed, by 0.005-0.027 for point-wise DPO and 0.04-0.13 for
-    ULMA; on held-out prompts and 8 steps point-wise DPO's change was within the noise, as negative as positive)."""
+@pytest.mark.parametrize(("trainer", "steps", "held_out"), [("ulma", 8, True), ("pointwise_dpo", 16, False)])
+def test_two_rounds_raise_a_toy_reward(tmp_path, model_dir, trainer, steps, held_out):
+    """The reward of fresh samples rises over two rounds: ULMA's on held-out prompts, point-wise DPO's on the loop's
+    own prompts. Measured over sampling seeds 0-5 at these settings, it rose on every seed (ULMA by 0.02-0.06,
+    point-wise DPO by 0.005-0.027); point-wise DPO's change on held-out prompts was within the noise, as often
+    negative as positive (its targets, in reward units, move this random tiny model little: KL 0.3-1 nats)."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     config = RewardLoopConfig(output_dir=str(tmp_path / "loop"), max_new_tokens=6, rounds=2, trainer=trainer,
-                              training=TRAINING | {"max_steps": 16, "learning_rate": 3e-2})
-    result = run_reward_loop(model_dir, Dataset.from_dict({"prompt": PROMPT_TEXTS}), share_of_e, config=config,
-                             tokenizer=tokenizer, eval_prompts=Dataset.from_dict({"prompt": PROMPT_TEXTS}))
+                              training=TRAINING | {"max_steps": steps, "learning_rate": 3e-2})
+    prompts = Dataset.from_dict({"prompt": PROMPT_TEXTS})
+    evaluation = Dataset.from_dict({"prompt": EVAL_TEXTS}) if held_out else prompts
+    result = run_reward_loop(model_dir, prompts, share_of_e, config=config, tokenizer=tokenizer,
+                             eval_prompts=evaluation)
     rounds = result["rounds"]
     assert [m["round"] for m in rounds] == [0, 1, 2] and rounds[0]["eval/kl"] == 0.0
     assert rounds[2]["eval/reward"] > rounds[0]["eval/reward"]

@@ -74,8 +74,8 @@ class Layout:
     token ``input_ids[k, t + 1]`` is scored by the prediction at position t, -1 where nothing is scored (the last
     column always); ``token_slot[k, t]`` is that token's index among its row's scored tokens. ``sequence_mask`` is True
     on laid-out tokens (not padding). ``row_lengths`` (B,) is each row's length after truncation: the tokens the padded
-    path attends; ``row_counts`` (B,) its scored tokens. ``rows`` are the builder's rows. Nothing a forward calls on it reads a value
-    back from the device.
+    path attends; ``row_counts`` (B,) its scored tokens. ``rows`` are the builder's rows. Nothing a forward calls on
+    it reads a value back from the device.
     """
 
     mode: str
@@ -396,8 +396,6 @@ def _assemble(
         rows=rows,
         width=int(counts.max()) if len(rows) else 0,
     )
-
-
 
 
 def split_row(sequence: Sequence[int], completion_mask: Sequence[int]) -> Row:

@@ -43,6 +43,7 @@ ULMA_PAPER = {
 }""",
 }
 
+
 class PointwiseDPOTrainer(ReferenceLogps, FrameworkWorkarounds, DPOTrainer):
     """Point-wise DPO (arXiv 2312.02554): DPO's implicit reward fitted to a label or score per example.
 
