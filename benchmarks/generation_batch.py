@@ -59,7 +59,7 @@ def main() -> None:
         }
         for size in args.sizes
     ]
-    command = "python benchmarks/generation_batch.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python benchmarks/generation_batch.py", *sys.argv[1:]])
     lines = [
         "# Reward-loop sampling speed by generation batch size",
         "",
