@@ -43,13 +43,11 @@ existing ``output_dir`` stops, unless ``overwrite=True``, which starts over.
 """
 
 import gc
-import hashlib
 import importlib.util
 import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -64,6 +62,16 @@ from .data import split_by_prompt
 from .evaluation import as_completion
 from .pointwise_dpo_config import PointwiseDPOConfig
 from .pointwise_dpo_trainer import PointwiseDPOTrainer
+from .reward_loop_state import (
+    check_run,
+    digest,
+    read_jsonl,
+    redo_from,
+    remove,
+    stage_done,
+    write_json,
+    write_jsonl,
+)
 from .reward_targets import POSITIVES, reward_rows
 from .rewards import RewardFunc, load_reward_funcs, reward_name, score_completions
 from .sampling import (
@@ -85,13 +93,6 @@ logger = logging.getLogger(__name__)
 
 TRAINERS = {"ulma": (ULMATrainer, ULMAConfig), "pointwise_dpo": (PointwiseDPOTrainer, PointwiseDPOConfig)}
 REFERENCES = ("initial", "previous")
-# A stage's outputs, in order: it is done when they all exist
-STAGES = {
-    "sample": ("samples.jsonl",),
-    "score": ("scored.jsonl", "scoring.json"),
-    "train": ("model",),
-    "evaluate": ("metrics.json",),
-}
 
 
 @dataclass
@@ -283,94 +284,6 @@ class RewardLoopArguments:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    _write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    _write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
-def _round_dirs(output_dir: Path) -> list[Path]:
-    return [p for p in output_dir.glob("round_*") if p.is_dir() and p.name.removeprefix("round_").isdigit()]
-
-
-def _done(round_dir: Path, stage: str) -> bool:
-    return all((round_dir / name).exists() for name in STAGES[stage])
-
-
-def _redo(output_dir: Path, round_index: int, stage: str) -> None:
-    """Before ``stage`` (sample, score or train) of a round runs (again): remove what its old output fed, the round's
-    later stages and the later rounds."""
-    later = list(STAGES)[list(STAGES).index(stage) + 1 :]
-    for name in [name for s in later for name in STAGES[s]]:
-        _remove(output_dir / f"round_{round_index}" / name)
-    for folder in _round_dirs(output_dir):
-        if int(folder.name.removeprefix("round_")) > round_index:
-            logger.info(f"{folder.name}: removed, it was derived from round {round_index}'s old {stage} stage")
-            shutil.rmtree(folder)
-
-
-def _digest(prompts: Dataset | None) -> str | None:
-    if prompts is None:
-        return None
-    return hashlib.sha256(json.dumps(prompts.to_list(), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# What may change when a run resumes: the rounds to run, the folder's name, and how the samples are drawn
-RESUMABLE = ("rounds", "output_dir", "use_vllm", "vllm_gpu_memory_utilization", "generation_batch_size")
-
-
-def _check_run(output_dir: Path, record: dict[str, Any], overwrite: bool) -> None:
-    """Write ``loop.json``, after checking that a run already in ``output_dir`` has the same record (``rounds`` and
-    the folder's name aside); ``overwrite`` removes the run's outputs (round folders, results) instead."""
-    path = output_dir / "loop.json"
-    if not path.exists() and _round_dirs(output_dir) and not overwrite:
-        raise ValueError(
-            f"{output_dir} has round folders but no loop.json, so their setup is unknown: use another output_dir, or "
-            "overwrite=True to start over."
-        )
-    if overwrite:
-        for folder in _round_dirs(output_dir):
-            shutil.rmtree(folder)
-        _remove(output_dir / "results.json")
-    elif path.exists():
-        old, new = json.loads(path.read_text()), json.loads(json.dumps(record, default=str))
-        changed = [
-            f"config.{key}"
-            for key, value in new["config"].items()
-            if key not in RESUMABLE and old["config"].get(key) != value
-        ]
-        changed += [key for key, value in new.items() if key != "config" and old.get(key) != value]
-        if changed:
-            raise ValueError(
-                f"{output_dir} holds a reward loop run with another setup (changed: {', '.join(changed)}): use another "
-                "output_dir, the same setup to resume it, or overwrite=True to start over."
-            )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, record)
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------------------------
 def _load_policy(path: str | Path):
@@ -443,10 +356,10 @@ class _Loop:
     # Stages ---------------------------------------------------------------------------------------------------------
     def sample(self, r: int, folder: Path) -> None:
         rows, _ = self.draw(self.policy(r - 1), self.prompts.to_list(), self.config.seed + r, f"round {r}: sampling")
-        _write_jsonl(folder / "samples.jsonl", rows)
+        write_jsonl(folder / "samples.jsonl", rows)
 
     def build_rows(self, r: int, folder: Path) -> None:
-        samples = _read_jsonl(folder / "samples.jsonl")
+        samples = read_jsonl(folder / "samples.jsonl")
         rewards = self.score(samples)
         rows, report = reward_rows(
             [s["prompt"] for s in samples],
@@ -464,13 +377,13 @@ class _Loop:
                 f"{report.skipped_empty} are empty, and {report.constant_prompts} prompts got the same reward for all "
                 "their other samples. Raise num_generations or temperature, or check the reward functions."
             )
-        _write_json(folder / "scoring.json", counts)
-        _write_jsonl(folder / "scored.jsonl", rows)
+        write_json(folder / "scoring.json", counts)
+        write_jsonl(folder / "scored.jsonl", rows)
 
     def train(self, r: int, folder: Path) -> None:
         temporary = folder / "model.tmp"
-        _remove(temporary)
-        rows = _read_jsonl(folder / "scored.jsonl")
+        remove(temporary)
+        rows = read_jsonl(folder / "scored.jsonl")
         rewards = [row["reward"] for row in rows]
         args = self.config.training_args(temporary, max(rewards) - min(rewards))
         start = self.policy(r - 1)
@@ -525,10 +438,10 @@ class _Loop:
         folder.mkdir(parents=True, exist_ok=True)
         if r > 0:
             for stage, run in (("sample", self.sample), ("score", self.build_rows), ("train", self.train)):
-                if not _done(folder, stage):
-                    _redo(self.output_dir, r, stage)
+                if not stage_done(folder, stage):
+                    redo_from(self.output_dir, r, stage)
                     run(r, folder)
-        if not _done(folder, "evaluate"):
+        if not stage_done(folder, "evaluate"):
             metrics: dict[str, Any] = {"round": r, "model": self.policy(r)}
             if r > 0:
                 scoring = json.loads((folder / "scoring.json").read_text())
@@ -536,7 +449,7 @@ class _Loop:
                 metrics |= {f"samples/{key}": value for key, value in scoring.items()}
                 train = json.loads((folder / "model" / "train_results.json").read_text())
                 metrics |= {f"train/{key.removeprefix('train_')}": value for key, value in train.items()}
-            _write_json(folder / "metrics.json", metrics | self.evaluate(r))
+            write_json(folder / "metrics.json", metrics | self.evaluate(r))
         return json.loads((folder / "metrics.json").read_text())
 
 
@@ -595,14 +508,14 @@ def run_reward_loop(
         "model": str(model),
         "reward_funcs": [reward_name(f) for f in funcs],
         "reward_weights": weights,
-        "prompts": {"rows": len(prompts), "sha256": _digest(prompts)},
-        "eval_prompts": None if eval_prompts is None else {"rows": len(eval_prompts), "sha256": _digest(eval_prompts)},
+        "prompts": {"rows": len(prompts), "sha256": digest(prompts)},
+        "eval_prompts": None if eval_prompts is None else {"rows": len(eval_prompts), "sha256": digest(eval_prompts)},
     }
-    _check_run(output_dir, record, overwrite)
+    check_run(output_dir, record, overwrite)
     loop = _Loop(str(model), prompts, funcs, weights, config, tokenizer, eval_prompts)
     history = []
     for r in range(config.rounds + 1):
         history.append(loop.round(r))
         _log_round(history[-1], config.rounds)
-    _write_json(output_dir / "results.json", {"rounds": history})
+    write_json(output_dir / "results.json", {"rounds": history})
     return {"output_dir": str(output_dir), "model": loop.policy(config.rounds), "rounds": history}
