@@ -8,7 +8,8 @@ import pytest
 from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM
 
-from trl_ulma.cli import _defaults, _parser, main
+from trl_ulma.cli import main
+from trl_ulma.cli_args import command_defaults, command_parser
 from trl_ulma.files import load_data
 from trl_ulma.formats import detect_format
 from trl_ulma.testing import toy_rows
@@ -124,7 +125,7 @@ def test_help_shows_the_defaults_that_apply_and_our_options_first(capsys):
 
 def test_dataset_runs_get_the_trainers_defaults_not_dpos():
     explicit = {"model_name_or_path", "dataset_name"}
-    parsed = _parser("ulma", _defaults("ulma", explicit)).parse_args_and_config(["--dataset_name", "x.jsonl"])
+    parsed = command_parser("ulma", command_defaults("ulma", explicit)).parse_args_and_config(["--dataset_name", "x.jsonl"])
     training_args = parsed[1]
     assert training_args.learning_rate == 1e-5 and training_args.max_length == 1024 and training_args.beta == 0.1
     assert training_args.save_strategy == "no"  # checkpoints on request only (--save_steps / --save_strategy)
@@ -227,7 +228,7 @@ def test_a_score_file_trains_with_the_baseline_and_scale_by_default(model_dir, t
     beta / std, as the defaults promise; the flags reach the config."""
     import logging
 
-    parsed = _parser("pointwise-dpo", _defaults("pointwise-dpo", set())).parse_args_and_config([])
+    parsed = command_parser("pointwise-dpo", command_defaults("pointwise-dpo", set())).parse_args_and_config([])
     assert (parsed[1].score_baseline, parsed[1].score_scale, parsed[1].layout) == ("mean", "auto", "shared_prompt")
     rows = toy_rows(16)
     for i, row in enumerate(rows):
@@ -289,11 +290,12 @@ def test_star_ratings_with_custom_columns_train_in_one_command(model_dir, tmp_pa
 
 
 def test_star_scores_reach_the_trainer_as_hand_mapped_scores(model_dir, tmp_path):
-    from trl_ulma.cli import ULMAScriptArguments, prepare_datasets
+    from trl_ulma.cli_args import ULMAScriptArguments
+    from trl_ulma.cli_data import prepare_datasets
     from trl_ulma.run_report import RowAccount
 
     data, rows = stars_file(tmp_path / "stars.jsonl")
-    script_args, training_args, _, extra = _parser("ulma", _defaults("ulma", set())).parse_args_and_config(
+    script_args, training_args, _, extra = command_parser("ulma", command_defaults("ulma", set())).parse_args_and_config(
         ["--dataset_name", str(data), "--columns", "prompt=question,completion=response", "--rating_column", "stars",
          "--max_samples", "6"]
     )

@@ -73,7 +73,7 @@ def _refuse_unused(explicit: set[str], training_args) -> None:
 def _parser(trainer: str, defaults: dict[str, Any]):
     from trl import ModelConfig, ScriptArguments, TrlParser
 
-    from .cli import _own_options_first
+    from .cli_args import own_options_first
     from .reward_loop import TRAINERS, RewardLoopArguments
 
     config_class = TRAINERS.get(trainer, TRAINERS["ulma"])[1]
@@ -85,7 +85,7 @@ def _parser(trainer: str, defaults: dict[str, Any]):
         allow_abbrev=False,
     )
     parser.set_defaults(**defaults)
-    _own_options_first(parser, {option.name for option in fields(RewardLoopArguments)} | {"beta", "learning_rate"})
+    own_options_first(parser, {option.name for option in fields(RewardLoopArguments)} | {"beta", "learning_rate"})
     return parser
 
 
@@ -119,11 +119,11 @@ def results_table(rounds: list[dict[str, Any]]) -> str:
 
 def run_reward_loop_command(argv: list[str]) -> int:
     """Parse the flags, run the rounds (resuming a run in --output_dir), print each round's figures."""
-    from .cli import _explicit_keys, parse_flags
+    from .cli_args import explicit_keys, parse_flags
     from .reward_loop import run_reward_loop
     from .rewards import load_reward_funcs
 
-    explicit = _explicit_keys(argv)
+    explicit = explicit_keys(argv)
     defaults: dict[str, Any] = {"output_dir": "outputs/reward-loop", "report_to": "none"}
     if not explicit & {"dataset_name", "reward_funcs", "reward_model_name_or_path", "help", "h", "help_all"}:
         defaults |= {key: value for key, value in DEFAULT_LOOP.items() if key not in explicit}
