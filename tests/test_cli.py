@@ -125,7 +125,8 @@ def test_help_shows_the_defaults_that_apply_and_our_options_first(capsys):
 
 def test_dataset_runs_get_the_trainers_defaults_not_dpos():
     explicit = {"model_name_or_path", "dataset_name"}
-    parsed = command_parser("ulma", command_defaults("ulma", explicit)).parse_args_and_config(["--dataset_name", "x.jsonl"])
+    parser = command_parser("ulma", command_defaults("ulma", explicit))
+    parsed = parser.parse_args_and_config(["--dataset_name", "x.jsonl"])
     training_args = parsed[1]
     assert training_args.learning_rate == 1e-5 and training_args.max_length == 1024 and training_args.beta == 0.1
     assert training_args.save_strategy == "no"  # checkpoints on request only (--save_steps / --save_strategy)
@@ -295,7 +296,8 @@ def test_star_scores_reach_the_trainer_as_hand_mapped_scores(model_dir, tmp_path
     from trl_ulma.run_report import RowAccount
 
     data, rows = stars_file(tmp_path / "stars.jsonl")
-    script_args, training_args, _, extra = command_parser("ulma", command_defaults("ulma", set())).parse_args_and_config(
+    parser = command_parser("ulma", command_defaults("ulma", set()))
+    script_args, training_args, _, extra = parser.parse_args_and_config(
         ["--dataset_name", str(data), "--columns", "prompt=question,completion=response", "--rating_column", "stars",
          "--max_samples", "6"]
     )

@@ -612,7 +612,7 @@ def test_the_command_line_runs_resumes_and_prints_each_round(tmp_path, model_dir
     out = tmp_path / "loop"
     argv = ["reward-loop", "--model_name_or_path", model_dir, "--dataset_name", str(data), "--prompt_column",
             "question", "--reward_funcs", "toy_rewards.has_e", "--num_generations", "2", "--rounds", "1",
-            "--max_new_tokens", "6", "--eval_fraction", "0.3", "--max_steps", "2", "--learning_rate", "1e-2",
+            "--max_new_tokens", "6", "--eval_fraction", "0.3", "--max_steps", "2", "--learning_rate", "3e-2",
             "--output_dir", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -620,8 +620,9 @@ def test_the_command_line_runs_resumes_and_prints_each_round(tmp_path, model_dir
     assert [row[0] for row in table] == ["0", "1"] and table[0][1] == "-"  # round 0 has no training samples
     rounds = json.loads((out / "results.json").read_text())["rounds"]
     assert float(table[1][2]) == pytest.approx(rounds[1]["eval/reward"], abs=1e-4)
-    # A trained policy's KL estimate: not 0 (from 4 held-out samples it may fall below 0, as a mean of log-ratios can)
-    assert float(table[1][3]) == pytest.approx(rounds[1]["eval/kl"], abs=1e-4) and rounds[1]["eval/kl"] != 0
+    # 3e-2 moves the policy well past the estimate's noise on 4 held-out samples (KL 0.17-0.34 over seeds 0-3; at
+    # 1e-2, 0.05-0.08 and once -0.01: a mean of log-ratios can fall below 0)
+    assert float(table[1][3]) == pytest.approx(rounds[1]["eval/kl"], abs=1e-4) and rounds[1]["eval/kl"] > 0
     loop = json.loads((out / "loop.json").read_text())
     assert loop["config"]["training"]["max_steps"] == 2 and loop["reward_funcs"] == ["toy_rewards.has_e"]
     model = out / "round_1" / "model" / "model.safetensors"

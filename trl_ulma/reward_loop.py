@@ -103,8 +103,8 @@ class RewardLoopConfig:
     ``use_vllm``: draw the samples with vLLM (None: when it is installed and a GPU is present; the policy is loaded
     from its saved folder, with ``vllm_gpu_memory_utilization`` of the GPU). ``generation_batch_size``: samples
     generated at once with transformers (64 draws 1.6x the samples per second of 16 from SmolLM2-135M on 2 CPU
-    cores, `benchmarks/generation_batch.py`; it does not change their distribution). ``training``: fields of the trainer's
-    config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults: ``report_to="none"``,
+    cores, `benchmarks/generation_batch.py`; it does not change their distribution). ``training``: fields of the
+    trainer's config (`ULMAConfig` / `PointwiseDPOConfig`) over the loop's defaults: ``report_to="none"``,
     ``save_strategy="no"``, ``seed``, on a machine without GPU ``use_cpu=True`` and ``bf16=False``, the reward's own
     units (``score_scale`` the round's reward range, ``length_normalize=False``: the module docstring), and for
     point-wise DPO ``score_baseline="prompt"`` (each prompt's mean reward estimates
